@@ -1,0 +1,1 @@
+"""Brokerage models arrive with the brokerage issue."""

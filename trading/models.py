@@ -1,0 +1,398 @@
+"""Models of the market-making engine.
+
+State transitions go through ``trading.services``; models hold fields, constraints and tiny
+derived properties. Money and prices are ``Decimal``/``NUMERIC``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from exchanges.choices import Exchange
+from mmsite.crypto import decrypt_json, encrypt_json
+
+from .choices import (
+    ControlAction,
+    FixtureStatus,
+    MatchedStatus,
+    OddsFormat,
+    OrderStatus,
+    SettlementStatus,
+    SizingMode,
+)
+
+
+class Client(models.Model):
+    """A trading entity. ``name`` is simple (``vertex``: the name is the bookmaker) or
+    compound (``demo:vertex``: client ``demo`` hedging on bookmaker ``vertex``)."""
+
+    name = models.CharField(max_length=128, unique=True)
+    display_name = models.CharField(max_length=255, blank=True)
+    odds_format = models.CharField(max_length=16, choices=OddsFormat.choices, default=OddsFormat.DECIMAL)
+    hedge_bookmaker = models.ForeignKey(
+        "hedging.Bookmaker", on_delete=models.PROTECT, related_name="clients", null=True, blank=True
+    )
+    quote_all_fixtures = models.BooleanField(
+        default=False, help_text="Quote every fixture the feed sends (the demo client does)"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def bookmaker_code(self) -> str:
+        """The bookmaker this client hedges on, from its name (``demo:vertex`` -> ``vertex``)."""
+        return self.name.split(":", 1)[1] if ":" in self.name else self.name
+
+    @property
+    def client_name(self) -> str:
+        return self.display_name or self.name
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A client API key. Stored as a public prefix plus the SHA-256 of the whole key:
+    the key is shown once at creation and cannot be recovered. Keys are 256-bit random,
+    so a fast hash is as safe as a slow one and keeps authentication cheap."""
+
+    PREFIX_LEN = 10
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=128, blank=True, default="")
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "client API key"
+
+    def __str__(self) -> str:
+        return f"mm_{self.prefix}… ({self.client})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def hash_key(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @staticmethod
+    def parse_prefix(raw_key: str) -> str | None:
+        """``mm_<prefix>_<secret>`` -> prefix, or None when the shape is wrong."""
+        parts = raw_key.split("_", 2)
+        if len(parts) != 3 or parts[0] != "mm" or len(parts[1]) != ApiKey.PREFIX_LEN or not parts[2]:
+            return None
+        return parts[1]
+
+    @classmethod
+    def generate(cls) -> tuple[str, str, str]:
+        """Return ``(raw_key, prefix, key_hash)`` for a new key."""
+        prefix = secrets.token_hex(cls.PREFIX_LEN // 2)
+        raw = f"mm_{prefix}_{secrets.token_urlsafe(32)}"
+        return raw, prefix, cls.hash_key(raw)
+
+
+class ClientTradingState(models.Model):
+    """Per-client controls (seed 000 /trading/*)."""
+
+    client = models.OneToOneField(Client, on_delete=models.CASCADE, related_name="trading_state")
+    manual_paused = models.BooleanField(default=False)
+    manual_stopped = models.BooleanField(default=False)
+    soft_paused = models.BooleanField(default=False)
+    soft_pause_reason = models.CharField(max_length=255, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"trading state of {self.client}"
+
+
+class SystemTradingState(models.Model):
+    """The platform-wide switches; a single row (pk=1), read with ``SystemTradingState.get()``."""
+
+    paused = models.BooleanField(default=False)
+    stopped = models.BooleanField(default=False)
+    emergency = models.BooleanField(default=False)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="system_state_singleton")]
+
+    def __str__(self) -> str:
+        return "system trading state"
+
+    @classmethod
+    def get(cls) -> SystemTradingState:
+        obj, _ = cls.objects.get_or_create(id=1)
+        return obj
+
+
+class TradingControlEvent(models.Model):
+    """Who changed which control, when and why. ``client`` is null for system-wide actions."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, null=True, blank=True, related_name="control_events")
+    action = models.CharField(max_length=32, choices=ControlAction.choices)
+    actor = models.CharField(max_length=128, help_text="api:<key prefix>, admin:<username> or system")
+    reason = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor}"
+
+
+class ExchangeAccountQuerySet(models.QuerySet):
+    def for_client(self, client: Client) -> ExchangeAccountQuerySet:
+        return self.filter(client=client)
+
+
+class ExchangeAccount(models.Model):
+    """A client's account on a venue. Credentials are encrypted at rest and never rendered."""
+
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="accounts")
+    exchange = models.CharField(max_length=32, choices=Exchange.choices)
+    username = models.CharField(max_length=128)
+    active = models.BooleanField(default=True)
+    max_outcome_stake = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("1000"))
+    balance = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
+    credentials_encrypted = models.TextField(blank=True, default="", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ExchangeAccountQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "username"], name="account_unique_per_exchange"),
+            models.CheckConstraint(condition=Q(max_outcome_stake__gte=0), name="account_max_stake_nonneg"),
+            models.CheckConstraint(condition=Q(exchange__in=Exchange.values), name="account_exchange_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange}:{self.username}"
+
+    def set_credentials(self, credentials: dict | None) -> None:
+        self.credentials_encrypted = encrypt_json(credentials) if credentials else ""
+
+    def get_credentials(self) -> dict | None:
+        return decrypt_json(self.credentials_encrypted)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.credentials_encrypted)
+
+
+class Tournament(models.Model):
+    """A competition, with the engine's quoting configuration for its fixtures."""
+
+    tournament_id = models.BigIntegerField(unique=True, help_text="OddsPapi tournamentId")
+    name = models.CharField(max_length=255)
+    sport_id = models.IntegerField(default=10)
+    sport_name = models.CharField(max_length=64, blank=True, default="")
+    price_tick = models.DecimalField(max_digits=6, decimal_places=4, default=Decimal("0.01"))
+    edge = models.DecimalField(
+        max_digits=6, decimal_places=4, default=Decimal("0.02"), help_text="Minimum edge in probability points"
+    )
+    min_price = models.DecimalField(max_digits=6, decimal_places=4, default=Decimal("0.02"))
+    max_price = models.DecimalField(max_digits=6, decimal_places=4, default=Decimal("0.98"))
+    sizing_mode = models.CharField(max_length=16, choices=SizingMode.choices, default=SizingMode.FIXED)
+    fixed_stake = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("100"))
+    limit_fraction = models.DecimalField(max_digits=6, decimal_places=4, default=Decimal("0.1"))
+    quote_in_play = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_tick__gt=0, price_tick__lt=1), name="tournament_tick_range"),
+            models.CheckConstraint(
+                condition=Q(
+                    min_price__gte=Decimal("0.01"), max_price__lte=Decimal("0.99"), min_price__lt=F("max_price")
+                ),
+                name="tournament_price_bounds",
+            ),
+            models.CheckConstraint(condition=Q(edge__gte=0), name="tournament_edge_nonneg"),
+            models.CheckConstraint(
+                condition=Q(limit_fraction__gt=0, limit_fraction__lte=1), name="tournament_fraction_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Fixture(models.Model):
+    """A sporting event, as the odds feed describes it. Fixtures are reference data shared by
+    every client (like the feed itself); what a client did on them is scoped per client."""
+
+    fixture_id = models.CharField(max_length=64, unique=True, help_text="Feed id, e.g. id1000000861624412")
+    tournament = models.ForeignKey(Tournament, on_delete=models.PROTECT, related_name="fixtures", null=True, blank=True)
+    sport_id = models.IntegerField(default=10)
+    sport_name = models.CharField(max_length=64, blank=True, default="")
+    participant1_name = models.CharField(max_length=255)
+    participant2_name = models.CharField(max_length=255)
+    start_time = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=16, choices=FixtureStatus.choices, default=FixtureStatus.NOT_STARTED)
+    participant1_score = models.PositiveIntegerField(null=True, blank=True)
+    participant2_score = models.PositiveIntegerField(null=True, blank=True)
+    period_scores = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["start_time", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=FixtureStatus.values), name="fixture_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant1_name} v {self.participant2_name} ({self.fixture_id})"
+
+
+class OrderQuerySet(models.QuerySet):
+    def for_client(self, client: Client) -> OrderQuerySet:
+        return self.filter(client=client)
+
+    def open(self) -> OrderQuerySet:
+        from .choices import OPEN_ORDER_STATUSES
+
+        return self.filter(order_status__in=OPEN_ORDER_STATUSES)
+
+
+class Order(models.Model):
+    """An MM order on a venue (seed 000 'order' object).
+
+    The row is written ``PENDING_PLACEMENT`` with a deterministic ``client_order_id`` before any
+    venue call; the venue's id arrives as ``exchange_order_id``. ``order_stake`` and
+    ``matched_stake`` are in contracts paying 1 unit each (see docs/api/mm-client.md).
+    """
+
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="orders")
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="orders")
+    fixture = models.ForeignKey(Fixture, on_delete=models.PROTECT, related_name="orders")
+    exchange = models.CharField(max_length=32, choices=Exchange.choices)
+    outcome_id = models.IntegerField()
+    player_id = models.IntegerField(default=0)
+    client_order_id = models.CharField(max_length=96, unique=True)
+    # NULL until the venue answers; unique per exchange once known (empty strings would collide).
+    exchange_order_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    exchange_outcome_id = models.CharField(max_length=128, blank=True, default="")
+    order_status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.PENDING_PLACEMENT)
+    matched_status = models.CharField(max_length=20, choices=MatchedStatus.choices, default=MatchedStatus.NOT_MATCHED)
+    order_cents = models.DecimalField(max_digits=6, decimal_places=4)
+    order_stake = models.DecimalField(max_digits=18, decimal_places=4)
+    matched_stake = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
+    back = models.BooleanField(default=True)
+    settlement_status = models.CharField(
+        max_length=12, choices=SettlementStatus.choices, default=SettlementStatus.UNDECIDED
+    )
+    settled_at = models.DateTimeField(null=True, blank=True)
+    bookmaker_outcome_price = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    bookmaker_outcome_limit = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    bookmaker_outcome_active = models.BooleanField(default=True)
+    status_reason = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    matched_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = OrderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["client", "-created_at", "-id"], name="order_client_created"),
+            models.Index(fields=["client", "order_status"], name="order_client_status"),
+            models.Index(fields=["client", "fixture"], name="order_client_fixture"),
+            models.Index(fields=["client", "exchange"], name="order_client_exchange"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(order_cents__gte=Decimal("0.01"), order_cents__lte=Decimal("0.99")),
+                name="order_cents_range",
+            ),
+            models.CheckConstraint(condition=Q(order_stake__gt=0), name="order_stake_positive"),
+            models.CheckConstraint(
+                condition=Q(matched_stake__gte=0, matched_stake__lte=F("order_stake")), name="order_matched_lte_stake"
+            ),
+            models.CheckConstraint(condition=Q(order_status__in=OrderStatus.values), name="order_status_valid"),
+            models.CheckConstraint(condition=Q(matched_status__in=MatchedStatus.values), name="order_matched_valid"),
+            models.CheckConstraint(
+                condition=Q(settlement_status__in=SettlementStatus.values), name="order_settlement_valid"
+            ),
+            models.CheckConstraint(condition=Q(exchange__in=Exchange.values), name="order_exchange_valid"),
+            models.UniqueConstraint(
+                fields=["exchange", "exchange_order_id"],
+                condition=Q(exchange_order_id__isnull=False),
+                name="order_unique_venue_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.pk} {self.side} {self.order_stake}@{self.order_cents} {self.order_status}"
+
+    @property
+    def side(self) -> str:
+        return "buy" if self.back else "sell"
+
+    @property
+    def open_stake(self) -> Decimal:
+        return self.order_stake - self.matched_stake
+
+
+class FillQuerySet(models.QuerySet):
+    def for_client(self, client: Client) -> FillQuerySet:
+        return self.filter(client=client)
+
+
+class Fill(models.Model):
+    """One venue trade against one of our orders, unique per (exchange, venue trade id)."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="fills")
+    exchange = models.CharField(max_length=32, choices=Exchange.choices)
+    venue_trade_id = models.CharField(max_length=128)
+    price = models.DecimalField(max_digits=6, decimal_places=4)
+    stake = models.DecimalField(max_digits=18, decimal_places=4)
+    source = models.CharField(max_length=16, default="stream", help_text="stream, poll or reconcile")
+    matched_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FillQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-matched_at", "-id"]
+        indexes = [models.Index(fields=["client", "order"], name="fill_client_order")]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "venue_trade_id"], name="fill_unique_venue_trade"),
+            models.CheckConstraint(condition=Q(stake__gt=0), name="fill_stake_positive"),
+            models.CheckConstraint(
+                condition=Q(price__gte=Decimal("0.01"), price__lte=Decimal("0.99")), name="fill_price_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"fill {self.venue_trade_id} {self.stake}@{self.price}"
