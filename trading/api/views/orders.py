@@ -4,7 +4,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from mmsite.api.pagination import PageRequest, paginate
-from trading import selectors
+from trading.selectors import orders as selectors
 from trading.api.base import ClientAPIView
 from trading.api.filters import OrderFilter, apply_filters
 from trading.api.params import parse_id
