@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import Client, Order
+from trading.models import Client, Order
 
 
 def orders_for_client(*, client: Client) -> QuerySet[Order]:
