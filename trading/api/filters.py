@@ -10,14 +10,19 @@ from __future__ import annotations
 import datetime as dt
 
 import django_filters as df
+from django import forms
 from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import ValidationError
 
 from exchanges.choices import Exchange
 from hedging.choices import BetStatus
-from trading.choices import OrderStatus
+from trading.choices import FixtureStatus, OrderStatus
 
 DATE_FORMATS = ["%Y-%m-%d"]
+#: Largest value a BIGINT column holds; larger ids would overflow the database driver (a 500).
+MAX_ID = 2**63 - 1
 
 
 def day_start(day: dt.date) -> dt.datetime:
@@ -26,6 +31,19 @@ def day_start(day: dt.date) -> dt.datetime:
 
 class ChoiceInFilter(df.BaseInFilter, df.ChoiceFilter):
     """Comma-separated list of choices, each validated (``status=PLACED,FILLED``)."""
+
+
+class StrictIntegerField(forms.IntegerField):
+    """An integer and nothing else: ``1.5``, ``1e3`` and ``0x10`` are refused, not coerced."""
+
+    def to_python(self, value):
+        if value not in self.empty_values and not str(value).strip().lstrip("-").isdigit():
+            raise forms.ValidationError(f"must be an integer, got {value!r}", code="invalid")
+        return super().to_python(value)
+
+
+class IntegerFilter(df.NumberFilter):
+    field_class = StrictIntegerField
 
 
 class DateRangeMixin(df.FilterSet):
@@ -64,11 +82,29 @@ class OpenOrderFilter(df.FilterSet):
 
 
 class BetFilter(DateRangeMixin):
-    orderId = df.NumberFilter(field_name="order_id", min_value=1, help_text="Bets of this order")
+    orderId = IntegerFilter(field_name="order_id", min_value=1, max_value=MAX_ID, help_text="Bets of this order")
     bookmaker = df.CharFilter(field_name="bookmaker__name", help_text="Bookmaker code, e.g. vertex")
     status = ChoiceInFilter(
         field_name="bet_status", choices=BetStatus.choices, help_text="Comma-separated bet statuses"
     )
+
+
+class FixtureFilter(DateRangeMixin):
+    """Fixtures by state, sport, tournament and start day (``fromDate``/``toDate`` on the start time)."""
+
+    date_field = "start_time"
+
+    status = ChoiceInFilter(
+        field_name="status", choices=FixtureStatus.choices, help_text="Comma-separated fixture statuses"
+    )
+    sportId = IntegerFilter(field_name="sport_id", min_value=0, max_value=2**31 - 1, help_text="Sport id, e.g. 10")
+    tournamentId = IntegerFilter(
+        field_name="tournament__tournament_id", min_value=0, max_value=MAX_ID, help_text="Tournament id"
+    )
+
+
+class AccountFilter(df.FilterSet):
+    exchange = df.ChoiceFilter(choices=Exchange.choices, help_text="Exchange code")
 
 
 def apply_filters(filterset_class: type[df.FilterSet], params, queryset: QuerySet) -> QuerySet:
@@ -77,3 +113,31 @@ def apply_filters(filterset_class: type[df.FilterSet], params, queryset: QuerySe
     if not filterset.is_valid():
         raise ValidationError({name: [str(e) for e in errs] for name, errs in filterset.errors.items()})
     return filterset.qs
+
+
+def _openapi_type(f: df.Filter):
+    if isinstance(f, df.DateFilter):
+        return OpenApiTypes.DATE
+    if isinstance(f, df.NumberFilter):
+        return OpenApiTypes.INT
+    return OpenApiTypes.STR
+
+
+def filter_parameters(filterset_class: type[df.FilterSet]) -> list[OpenApiParameter]:
+    """OpenAPI query parameters of a FilterSet, so the schema documents exactly what is accepted.
+
+    (drf-spectacular's django-filter extension needs a model-bound generic view; ours are APIViews.)
+    """
+    params = []
+    for name, f in filterset_class.base_filters.items():
+        description = str(f.extra.get("help_text", ""))
+        choices = f.extra.get("choices")
+        enum = None
+        if choices:
+            values = [value for value, _ in choices]
+            if isinstance(f, df.BaseInFilter):
+                description = f"{description}. Values: {', '.join(values)}"
+            else:
+                enum = values
+        params.append(OpenApiParameter(name, _openapi_type(f), description=description, enum=enum))
+    return params

@@ -8,7 +8,7 @@ from django.urls import path
 
 from .views import accounts, bets, controls, fixtures, positions
 from .views.me import MeView
-from .views.orders import OrderDetailView, OrderListView
+from .views.orders import OpenOrderListView, OrderDetailView, OrderListView, OrderSummaryView
 
 app_name = "mm"
 
@@ -20,5 +20,7 @@ urlpatterns = [
     *fixtures.urlpatterns,  # fixtures, fixtures/<id>
     *bets.urlpatterns,  # bets, bets/summary, bets/<id>
     path("orders", OrderListView.as_view(), name="orders"),
+    path("orders/open", OpenOrderListView.as_view(), name="orders-open"),
+    path("orders/summary", OrderSummaryView.as_view(), name="orders-summary"),
     path("orders/<str:order_id>", OrderDetailView.as_view(), name="order-detail"),
 ]
