@@ -106,6 +106,22 @@ def envelope_schema(item: type[serializers.Serializer], name: str) -> type[seria
 OrderPageSchema = envelope_schema(OrderSchema, "OrderPage")
 
 
+class ErrorSchema(serializers.Serializer):
+    error = serializers.CharField(help_text="Machine-readable code, e.g. invalid_parameter, not_found, rate_limited")
+    message = serializers.CharField()
+    parameter = serializers.CharField(required=False, help_text="The request parameter at fault, when one is")
+    retryAfter = serializers.IntegerField(required=False, help_text="On 429: seconds until the limit resets")
+
+
+class MeSchema(serializers.Serializer):
+    client = serializers.CharField()
+    clientName = serializers.CharField()
+    bookmaker = serializers.CharField(help_text="Bookmaker the client hedges on")
+    oddsFormat = serializers.CharField()
+    apiKeyPrefix = serializers.CharField()
+    createdAt = serializers.DateTimeField()
+
+
 def counts_schema(name: str, keys: list[str], what: str) -> type[serializers.Serializer]:
     """An OpenAPI-only serializer for ``{<status>: count, ...}`` with every status as a key."""
     return type(
