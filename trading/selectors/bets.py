@@ -41,7 +41,7 @@ def bet_summary(*, client: Client, bets: QuerySet[HedgeBet] | None = None) -> Be
     qs = (bets if bets is not None else HedgeBet.objects.all()).for_client(client).order_by()
     aggregates = {
         "total": Count("id"),
-        "total_stake": Sum("placed_stake", default=ZERO),
+        "sum_stake": Sum("placed_stake", default=ZERO),
         "weighted": Sum(F("placed_price") * F("placed_stake"), default=ZERO, output_field=_PRICE_X_STAKE),
     }
     for status in BetStatus.values:
@@ -49,7 +49,7 @@ def bet_summary(*, client: Client, bets: QuerySet[HedgeBet] | None = None) -> Be
     for status in BetSettlementStatus.values:
         aggregates[f"ss_{status}"] = Count("id", filter=Q(settlement_status=status))
     row = qs.aggregate(**aggregates)
-    total_stake: Decimal = row["total_stake"]
+    total_stake: Decimal = row["sum_stake"]
     avg_price = None
     if total_stake > 0:
         avg_price = (Decimal(row["weighted"]) / total_stake).quantize(PRICE_PLACES, rounding=ROUND_HALF_UP)

@@ -46,9 +46,9 @@ def order_summary(*, client: Client, orders: QuerySet[Order] | None = None) -> O
     qs = (orders if orders is not None else Order.objects.all()).for_client(client).order_by()
     aggregates = {
         "total": Count("id"),
-        "total_stake": Sum("order_stake", default=ZERO),
-        "matched_stake": Sum("matched_stake", default=ZERO),
-        "open_stake": Sum(
+        "sum_total": Sum("order_stake", default=ZERO),
+        "sum_matched": Sum("matched_stake", default=ZERO),
+        "sum_open": Sum(
             F("order_stake") - F("matched_stake"),
             filter=Q(order_status__in=OPEN_ORDER_STATUSES),
             default=ZERO,
@@ -64,7 +64,7 @@ def order_summary(*, client: Client, orders: QuerySet[Order] | None = None) -> O
         total_orders=row["total"],
         by_order_status={s: row[f"os_{s}"] for s in OrderStatus.values},
         by_matched_status={s: row[f"ms_{s}"] for s in MatchedStatus.values},
-        total_stake=row["total_stake"],
-        matched_stake=row["matched_stake"],
-        open_stake=row["open_stake"],
+        total_stake=row["sum_total"],
+        matched_stake=row["sum_matched"],
+        open_stake=row["sum_open"],
     )
