@@ -136,3 +136,26 @@ class HedgeBetFactory(factory.django.DjangoModelFactory):
 def make_api_key(client: Client) -> str:
     """A new raw key for ``client``."""
     return api_key_create(client=client)[1]
+
+
+def place_resting_order(*, account: ExchangeAccount | None = None, **fields) -> Order:
+    """An Order row PLACED with its twin resting on the simulated venue (``exchange_order_id`` set),
+    so that cancels, stops and fills run against a real venue book. ``fields`` go to OrderFactory."""
+    import uuid
+
+    from exchanges.connectors.base import PlaceRequest
+    from exchanges.connectors.registry import get_connector
+
+    account = account or AccountFactory()
+    coid = fields.pop("client_order_id", None) or f"mm-sim-{uuid.uuid4().hex[:20]}"
+    venue_order = get_connector(account.exchange).place(
+        PlaceRequest(
+            client_order_id=coid,
+            account=account.username,
+            market=fields.get("exchange_outcome_id", "12345678"),
+            side="buy" if fields.get("back", True) else "sell",
+            price=fields.get("order_cents", Decimal("0.45")),
+            size=fields.get("order_stake", Decimal("100")),
+        )
+    )
+    return OrderFactory(account=account, client_order_id=coid, exchange_order_id=venue_order.venue_order_id, **fields)
