@@ -81,9 +81,9 @@ class ConnectionSlots:
                 return key
         return None
 
-    async def refresh(self, slot: str, owner: str) -> str | None:
-        """Extend ``owner``'s slot; if it expired meanwhile (a long stall), take a slot again."""
-        if await cache.aget(slot) == owner and await cache.atouch(slot, timeout=self.ttl):
+    async def refresh(self, slot: str | None, owner: str) -> str | None:
+        """Extend ``owner``'s slot; if it expired meanwhile (a long stall) or was lost, take one again."""
+        if slot is not None and await cache.aget(slot) == owner and await cache.atouch(slot, timeout=self.ttl):
             return slot
         return await self.acquire(owner)
 
