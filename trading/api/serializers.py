@@ -161,6 +161,10 @@ class OrderSummarySchema(serializers.Serializer):
     )
 
 
+# Status fields are CharFields with the values in the help text, as OrderSchema does: several API
+# families have a field called ``status`` with different value sets, and enum components named
+# after the field would collide in the one OpenAPI document.
+
 # --- bets ---------------------------------------------------------------------------------------------------
 
 
@@ -195,10 +199,8 @@ class BetSchema(serializers.Serializer):
     placedStake = serializers.DecimalField(
         max_digits=18, decimal_places=4, help_text="Stake: requested while pending, accepted once placed"
     )
-    betStatus = serializers.ChoiceField(choices=BetStatus.values, help_text="pending, placed or declined")
-    settlementStatus = serializers.ChoiceField(
-        choices=BetSettlementStatus.values, help_text="undecided, won, lost, void, half_won, half_lost"
-    )
+    betStatus = serializers.CharField(help_text=", ".join(BetStatus.values))
+    settlementStatus = serializers.CharField(help_text=", ".join(BetSettlementStatus.values) + " (lower case)")
     placedAt = serializers.DateTimeField(allow_null=True, help_text="When the bookmaker accepted it; null until then")
 
 
@@ -274,7 +276,7 @@ class FixtureSchema(serializers.Serializer):
     participant1 = serializers.CharField(help_text="Home / first participant")
     participant2 = serializers.CharField(help_text="Away / second participant")
     startTime = serializers.DateTimeField()
-    status = serializers.ChoiceField(choices=FixtureStatus.values)
+    status = serializers.CharField(help_text=", ".join(FixtureStatus.values))
     scores = ScoresSchema()
     updatedAt = serializers.DateTimeField()
 
