@@ -8,14 +8,31 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmsite.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from mmsite.routing import websocket_urlpatterns  # noqa: E402
+
+
+class BrowserOriginValidator(OriginValidator):
+    """Check the Origin of browser handshakes against ALLOWED_HOSTS; let Origin-less clients through.
+
+    Cross-site WebSocket hijacking needs a browser, and browsers always send Origin. API-key
+    clients (scripts, bots) send none, and Channels' stock validator would refuse them.
+    """
+
+    def valid_origin(self, parsed_origin):
+        return parsed_origin is None or super().valid_origin(parsed_origin)
+
+
+def _allowed_origins() -> list[str]:
+    hosts = list(settings.ALLOWED_HOSTS)
+    return ["*"] if settings.DEBUG and not hosts else hosts
+
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Origin checks apply to browsers; API-key clients send no Origin and are allowed.
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), _allowed_origins()),
     }
 )
