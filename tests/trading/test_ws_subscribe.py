@@ -424,11 +424,6 @@ async def test_foreign_origin_is_refused_by_the_asgi_app(mm_client):
     assert not connected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mmsite/asgi.py: AllowedHostsOriginValidator refuses handshakes without an Origin header "
-    "unless ALLOWED_HOSTS has '*'; remove this marker once asgi.py lets Origin-less API-key clients through",
-)
 async def test_api_key_client_without_origin_connects_through_the_asgi_app(mm_client):
     from mmsite.asgi import application
 
@@ -499,3 +494,35 @@ async def test_connection_limit_counts_other_processes_and_their_crashed_slots_e
     await asyncio.sleep(2.2)
     comm = await subscribed(raw_key)
     await comm.disconnect()
+
+
+# --- the JSON boundary ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=False)
+def test_encode_json_keeps_decimal_digits_and_renders_choices_and_times_plainly():
+    import datetime as dt
+
+    from trading.choices import OrderStatus
+
+    text = events.encode_json(
+        {
+            "stake": Decimal("100.0000"),
+            "big": Decimal("1E+2"),
+            "status": OrderStatus.FILLED,
+            "at": dt.datetime(2026, 11, 21, 9, 15, tzinfo=dt.UTC),
+            "list": [1, True, None, "x"],
+        }
+    )
+
+    assert (
+        text == '{"stake":100.0000,"big":1E+2,"status":"FILLED","at":"2026-11-21T09:15:00Z","list":[1,true,null,"x"]}'
+    )
+    assert json.loads(text, parse_float=Decimal)["stake"] == Decimal("100.0000")
+
+
+@pytest.mark.django_db(transaction=False)
+@pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("Infinity"), float("nan"), object()])
+def test_encode_json_refuses_what_json_cannot_carry(value):
+    with pytest.raises((TypeError, ValueError)):
+        events.encode_json({"x": value})
