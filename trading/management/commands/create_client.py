@@ -6,26 +6,9 @@ The key is printed alone on the last line so that scripts can take it with ``tai
 
 from __future__ import annotations
 
-import re
-
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.services.clients import api_key_create, client_get_or_create
-
-# The client part and the bookmaker part: the bookmaker is a slug (Bookmaker.name is a SlugField).
-PART = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-def validate_client_name(name: str) -> str:
-    """``vertex`` or ``demo:vertex``: one or two lower-case slugs separated by one colon."""
-    name = name.strip()
-    parts = name.split(":")
-    if not name or len(parts) > 2 or not all(PART.match(p) for p in parts):
-        raise CommandError(
-            f"Bad client name {name!r}: use 'bookmaker' (e.g. vertex) or 'client:bookmaker' (e.g. demo:vertex), "
-            "each part lower-case letters, digits, '-' or '_', starting with a letter or digit, at most 63 characters."
-        )
-    return name
 
 
 class Command(BaseCommand):
@@ -37,11 +20,10 @@ class Command(BaseCommand):
         parser.add_argument("--key-name", default="create_client", help="label stored with the new key")
 
     def handle(self, *args, name: str, display_name: str, key_name: str, **options) -> None:
-        name = validate_client_name(name)
         try:
             client, created = client_get_or_create(name=name, display_name=display_name)
         except ValueError as exc:
-            raise CommandError(f"Bad client name {name!r}: {exc}") from exc
+            raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"client {client.name} {'created' if created else 'exists'} (hedges on {client.bookmaker_code})"
         )
