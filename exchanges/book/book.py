@@ -359,18 +359,73 @@ class OrderBook:
             return [Rejected(Op.AMEND, order_id, Reject.INVALID_QTY)]
 
         if price != o.price:
-            if o.order_type == _POST_ONLY and self._crosses(o.is_buy, price):
+            # The hot path of real order flow (most amends move a quote without crossing): inlined.
+            is_buy = o.is_buy
+            if is_buy:
+                own = self._bids
+                opp = self._asks
+            else:
+                own = self._asks
+                opp = self._bids
+            heap = opp.heap
+            opp_levels = opp.levels
+            while heap:
+                best = opp_levels.get(heap[0])
+                if best is not None:
+                    crosses = best.price <= price if is_buy else best.price >= price
+                    break
+                opp.inheap.discard(heappop(heap))
+            else:
+                crosses = False
+            if crosses and o.order_type == _POST_ONLY:
                 return [Rejected(Op.AMEND, order_id, Reject.POST_ONLY_WOULD_CROSS)]
-            self._unlink(o)
+            p = o.prev
+            n = o.next
+            if p is None:
+                lvl.head = n
+            else:
+                p.next = n
+            if n is None:
+                lvl.tail = p
+            else:
+                n.prev = p
+            lvl.qty -= o.visible
+            levels = own.levels
+            if lvl.head is None:
+                del levels[lvl.key]
             self.seq += 1
             out: list = [Amended(order_id, price, qty, True), BookDelta(self.seq, o.side, lvl.price, lvl.qty)]
             o.price = price
             o.qty = qty
             d = o.display
             o.visible = qty if d is None or d > qty else d
-            self._enter(o, out)
-            if self._buy_stops or self._sell_stops:
-                self._run_stops(out)
+            if crosses:
+                o.level = o.prev = o.next = None
+                self._enter(o, out)
+                if self._buy_stops or self._sell_stops:
+                    self._run_stops(out)
+                return out
+            key = -price if is_buy else price
+            lvl = levels.get(key)
+            if lvl is None:
+                lvl = levels[key] = _Level(price, key, levels)
+                if key not in own.inheap:
+                    own.inheap.add(key)
+                    heappush(own.heap, key)
+                lvl.head = o
+                o.prev = None
+            else:
+                t = lvl.tail
+                t.next = o
+                o.prev = t
+            o.next = None
+            lvl.tail = o
+            o.level = lvl
+            lvl.qty += o.visible
+            self._counter += 1
+            o.arrival = self._counter
+            self.seq += 1
+            out.append(BookDelta(self.seq, o.side, price, lvl.qty))
             return out
 
         old = o.qty
@@ -425,6 +480,8 @@ class OrderBook:
         if self._take(o, out) or o.qty == 0:
             self._drop(o)
         elif o.order_type in _RESTING:
+            d = o.display
+            o.visible = o.qty if d is None or d > o.qty else d
             self._rest(o, out)
         else:
             out.append(Cancelled(o.order_id, o.qty, _UNFILLED))
