@@ -167,10 +167,11 @@ class FeedServer:
     async def announce_reconnect(self, reason: str = "server_upgrade", grace: float = 0.05) -> None:
         """Send ``{"type": "reconnect"}`` to everyone, keep streaming for ``grace`` seconds, then close."""
         frame = encode_json({"type": "reconnect", "reason": reason})
-        for session in list(self._sessions):
+        notified = list(self._sessions)
+        for session in notified:
             session.queue.put_nowait(frame)
         await asyncio.sleep(grace)
-        for session in list(self._sessions):
+        for session in notified:  # not the connections made since, to the "new version"
             await session.conn.close(1001, "reconnect")
 
     def send_raw(self, data: str | bytes) -> None:
@@ -365,9 +366,11 @@ class FeedServer:
         replay: list[_Entry] = []
         refused: list[str] = []
         for channel in wanted:
+            if channel not in self.replay_channels:
+                continue  # not replayable, and login_ok said so: the client re-loads it itself
             cursor = parse_entry_id(cursors[channel])
             buf = self._buffer[channel]
-            if channel not in self.replay_channels or cursor is None or cursor[1] > self._seq[channel]:
+            if cursor is None or cursor[1] > self._seq[channel]:
                 refused.append(channel)
                 continue
             if buf and buf[0].seq > cursor[1] + 1:  # something after the cursor was evicted
