@@ -288,10 +288,9 @@ def quote_sell(
     """
     if not active:
         return NoQuote(Reason.INACTIVE)
-    bad = check_odds(odds)
-    if bad is not None:
-        return NoQuote(bad, str(odds))
-    q = implied_probability(odds)
+    if type(odds) is not Decimal or not odds.is_finite() or odds <= MIN_ODDS or odds >= MAX_ODDS:
+        return NoQuote(check_odds(odds), str(odds))
+    q = _UP.divide(ONE, odds)
     price = ceil_to_tick(_UP.add(q, cfg.edge), cfg.tick)
     if price > cfg.hi:
         return NoQuote(Reason.PRICE_ABOVE_MAX, f"{price} > {cfg.hi}")
@@ -300,13 +299,13 @@ def quote_sell(
     size = _size(cfg, odds, limit, existing_stake)
     if isinstance(size, NoQuote):
         return size
-    return Quote(
-        side=Side.SELL,
-        price=price,
-        size=size,
-        hedge_stake_per_contract=q.quantize(_HEDGE_PER_CONTRACT_QUANTUM, rounding=ROUND_CEILING),
-        edge=_DOWN.subtract(price, q).quantize(_EDGE_QUANTUM, rounding=ROUND_FLOOR),
-        hedge_odds=odds,
+    return Quote(  # positional: this runs once per tick
+        Side.SELL,
+        price,
+        size,
+        q.quantize(_HEDGE_PER_CONTRACT_QUANTUM, rounding=ROUND_CEILING),
+        _DOWN.subtract(price, q).quantize(_EDGE_QUANTUM, rounding=ROUND_FLOOR),
+        odds,
     )
 
 
@@ -326,25 +325,25 @@ def quote_buy(
     """
     if not active:
         return NoQuote(Reason.INACTIVE)
-    bad = check_odds(complement_odds)
-    if bad is not None:
-        return NoQuote(bad, str(complement_odds))
-    q_not = implied_probability(complement_odds)
+    odds = complement_odds
+    if type(odds) is not Decimal or not odds.is_finite() or odds <= MIN_ODDS or odds >= MAX_ODDS:
+        return NoQuote(check_odds(odds), str(odds))
+    q_not = _UP.divide(ONE, odds)
     price = floor_to_tick(_DOWN.subtract(_DOWN.subtract(ONE, q_not), cfg.edge), cfg.tick)
     if price < cfg.lo:
         return NoQuote(Reason.PRICE_BELOW_MIN, f"{price} < {cfg.lo}")
     if price > cfg.hi:
         price = cfg.hi  # a lower buy price only adds edge
-    size = _size(cfg, complement_odds, complement_limit, existing_stake)
+    size = _size(cfg, odds, complement_limit, existing_stake)
     if isinstance(size, NoQuote):
         return size
     return Quote(
-        side=Side.BUY,
-        price=price,
-        size=size,
-        hedge_stake_per_contract=q_not.quantize(_HEDGE_PER_CONTRACT_QUANTUM, rounding=ROUND_CEILING),
-        edge=_DOWN.subtract(_DOWN.subtract(ONE, q_not), price).quantize(_EDGE_QUANTUM, rounding=ROUND_FLOOR),
-        hedge_odds=complement_odds,
+        Side.BUY,
+        price,
+        size,
+        q_not.quantize(_HEDGE_PER_CONTRACT_QUANTUM, rounding=ROUND_CEILING),
+        _DOWN.subtract(_DOWN.subtract(ONE, q_not), price).quantize(_EDGE_QUANTUM, rounding=ROUND_FLOOR),
+        odds,
     )
 
 

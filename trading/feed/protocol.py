@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -195,9 +195,10 @@ class Reconnect:
     kind: str = "reconnect"
 
 
-@dataclass(frozen=True, slots=True)
-class OddsEntry:
-    """One price for one outcome at one bookmaker (the gateway's ``oddsId``)."""
+class OddsEntry(NamedTuple):
+    """One price for one outcome at one bookmaker (the gateway's ``oddsId``). An immutable
+    record; a named tuple rather than a frozen dataclass because it is built once per tick and a
+    named tuple is several times cheaper to build."""
 
     odds_id: str
     fixture_id: str
@@ -283,15 +284,18 @@ Frame = ControlFrame | StreamFrame
 # --- decoding -----------------------------------------------------------------------------------
 
 
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)  # one decoder, not one per frame
+
+
 def decode(data: str | bytes | bytearray | memoryview) -> Any:
     """Raw frame -> Python object. JSON numbers with a fraction become ``Decimal`` (and
     ``NaN``/``Infinity`` become non-finite ``Decimal``s, which pricing refuses)."""
     if isinstance(data, str):
-        return json.loads(data, parse_float=Decimal, parse_constant=Decimal)
+        return _JSON.decode(data)
     raw = bytes(data)
     head = raw[:1]
     if head in (b"{", b"[", b" ", b"\n", b"\r", b"\t"):
-        return json.loads(raw, parse_float=Decimal, parse_constant=Decimal)
+        return _JSON.decode(raw.decode("utf-8"))
     return msgpack.unpackb(raw, raw=False, strict_map_key=False)
 
 
@@ -486,45 +490,58 @@ def _add_entry(
     odds_id: Any,
     outcome: Any,
 ) -> None:
-    if not isinstance(outcome, dict):
+    # The hot path of the feed: exact type checks first (JSON gives int, Decimal, bool, str,
+    # MessagePack gives int, float, bool, str), the general readers only when they fail.
+    if type(outcome) is not dict:
         _bad_entry(metrics, fixture_id, odds_id, "outcome is not an object")
         return
+    get = outcome.get
+    bookmaker = get("bookmaker") or group_bookmaker
+    outcome_id, market_id, player_id = get("outcomeId"), get("marketId"), get("playerId", 0)
+    price, limit, active = get("price"), get("limit"), get("active")
+    changed_at = get("changedAt")
     try:
-        bookmaker = outcome.get("bookmaker") or group_bookmaker
-        bookmaker = _req_str(bookmaker, "bookmaker")
-        outcome_id = _req_int(outcome.get("outcomeId"), "outcomeId")
-        player_id = _opt_int(outcome.get("playerId")) or 0
-        market_id = _req_int(outcome.get("marketId"), "marketId")
-        price = _number(outcome.get("price"))
-        if price is None:
-            raise ValueError("price must be a number")
-        active = outcome.get("active")
-        if not isinstance(active, bool):
+        if type(bookmaker) is not str or not bookmaker:
+            raise ValueError("bookmaker must be a non-empty string")
+        if type(outcome_id) is not int:
+            outcome_id = _req_int(outcome_id, "outcomeId")
+        if type(market_id) is not int:
+            market_id = _req_int(market_id, "marketId")
+        if type(player_id) is not int:
+            player_id = _opt_int(player_id) or 0
+        if type(price) is not Decimal:
+            price = _number(price)
+            if price is None:
+                raise ValueError("price must be a number")
+        if limit is not None and type(limit) is not Decimal:
+            limit = _number(limit)
+            if limit is None:
+                raise ValueError("limit must be a number or null")
+        if type(active) is not bool:
             raise ValueError("active must be a boolean")
-        limit = outcome.get("limit")
-        limit_dec = _number(limit)
-        if limit is not None and limit_dec is None:
-            raise ValueError("limit must be a number or null")
     except (ValueError, TypeError) as exc:
         _bad_entry(metrics, fixture_id, odds_id, str(exc))
         return
-    if not isinstance(odds_id, str) or not odds_id:
+    if type(changed_at) is not int:
+        changed_at = _opt_int(changed_at)
+    if type(odds_id) is not str or not odds_id:
         odds_id = f"{fixture_id}:{bookmaker}:{outcome_id}:{player_id}"
+    market_active, main_line, bm_changed = get("marketActive"), get("mainLine"), get("bookmakerChangedAt")
     out.append(
         OddsEntry(
-            odds_id=odds_id,
-            fixture_id=fixture_id,
-            bookmaker=bookmaker,
-            market_id=market_id,
-            outcome_id=outcome_id,
-            player_id=player_id,
-            price=price,
-            limit=limit_dec,
-            active=active,
-            market_active=_opt_bool(outcome.get("marketActive")),
-            main_line=_opt_bool(outcome.get("mainLine")),
-            changed_at=_opt_int(outcome.get("changedAt")),
-            bookmaker_changed_at=_opt_int(outcome.get("bookmakerChangedAt")),
+            odds_id,
+            fixture_id,
+            bookmaker,
+            market_id,
+            outcome_id,
+            player_id,
+            price,
+            limit,
+            active,
+            market_active if type(market_active) is bool else None,
+            main_line if type(main_line) is bool else None,
+            changed_at,
+            bm_changed if type(bm_changed) is int else _opt_int(bm_changed),
         )
     )
 
