@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trading.feed import transport
-from trading.feed.client import Backoff, FeedClient
+from trading.feed.client import Backoff, FeedClient, SnapshotUnavailable
 from trading.feed.protocol import (
     FeedError,
     FeedMetrics,
@@ -524,6 +524,29 @@ async def test_resume_refused_when_the_cursor_is_older_than_the_resume_window():
     snapshot_prices = [f.entries[0].price for f in sink.of(OddsUpdate) if f.entry_id is None]
     assert snapshot_prices == [D("1.8")]  # the latest state, not the expired history
     assert sink.seqs() == [1, 5]  # nothing replayed twice; the gap is covered by the snapshot
+
+
+async def test_a_failed_snapshot_is_retried_after_the_next_login():
+    sink = Collector()
+    calls = []
+    server = FeedServer()
+    real_loader = make_snapshot_loader(server)
+
+    async def flaky_loader(channels):
+        calls.append(channels)
+        if len(calls) == 1:
+            raise SnapshotUnavailable("REST snapshot timed out")
+        return await real_loader(channels)
+
+    async with server, Running(client_for(server, sink, snapshot_loader=flaky_loader)) as client:
+        await client.live.wait()
+        publish_odds(server, [1.5])
+        await wait_for(lambda: len(sink.stream()) == 1)
+        server.restart()
+        publish_odds(server, [1.6])
+        await wait_for(lambda: any(f.entry_id is None for f in sink.of(OddsUpdate)))
+    assert len(calls) == 2 and len(client.delays) >= 1  # backed off, then loaded on the next login
+    assert [f.entries[0].price for f in sink.of(OddsUpdate) if f.entry_id is None] == [D("1.6")]
 
 
 async def test_channels_the_server_does_not_replay_are_reloaded_from_a_snapshot():

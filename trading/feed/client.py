@@ -14,7 +14,8 @@
 
 Channels the server does not replay (``replayChannels`` of ``login_ok``) are re-loaded from a
 snapshot after a reconnect, since the server cannot fill their gap. A snapshot that failed (the
-loader raised, or the connection dropped first) stays pending and is retried after the next login.
+loader raised :class:`SnapshotUnavailable`, ``OSError`` or ``TimeoutError``, or the connection
+dropped first) stays pending: the client reconnects with backoff and loads it after the next login.
 
 Every parsed frame, control frames included, goes to ``on_frame`` (a function or a coroutine
 function) in order; frames from a snapshot have ``entry_id`` None. Malformed and unknown frames are
@@ -57,6 +58,12 @@ SnapshotLoader = Callable[[tuple[str, ...]], Awaitable[Iterable[Frame]]]
 Connector = Callable[[str], Awaitable[transport.Connection]]
 
 
+class _SnapshotFailed(Exception):
+    def __init__(self, channels: tuple[str, ...]) -> None:
+        super().__init__(channels)
+        self.channels = channels
+
+
 class FeedLoginError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -65,6 +72,12 @@ class FeedLoginError(Exception):
 
 class FeedProtocolError(Exception):
     """The server broke the protocol (e.g. something other than login_ok after the login)."""
+
+
+class SnapshotUnavailable(Exception):
+    """Raised by a ``snapshot_loader`` that could not load the snapshot (the REST call failed).
+    The client keeps the snapshot pending, drops the connection, backs off and tries again after
+    the next login. ``OSError`` and ``TimeoutError`` from a loader are treated the same way."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,8 @@ class FeedClient:
                     log.error("odds feed: login refused: %s", exc)
                 except (FeedProtocolError, TimeoutError) as exc:
                     log.warning("odds feed: %s", exc)
+                except _SnapshotFailed as exc:  # backs off, then loads it after the next login
+                    log.warning("odds feed: snapshot of %s failed (%s): reconnecting", exc.channels, exc.__cause__)
                 finally:
                     self.live.clear()
                     self._conn = None
@@ -283,7 +298,10 @@ class FeedClient:
             log.error("odds feed: snapshot needed for %s but no snapshot_loader: state may be stale", channels)
             self._pending_snapshot.difference_update(channels)
             return
-        frames = await self.snapshot_loader(channels)
+        try:
+            frames = list(await self.snapshot_loader(channels))
+        except (SnapshotUnavailable, OSError, TimeoutError) as exc:
+            raise _SnapshotFailed(channels) from exc
         for frame in frames:
             await self._deliver(frame)
         self._pending_snapshot.difference_update(channels)
