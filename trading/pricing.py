@@ -256,9 +256,9 @@ def _size(cfg: PricingConfig, hedge_odds: Decimal, limit: Decimal | None, existi
     else:
         size = cfg.fixed_stake
         # A fixed stake whose hedge would not fit the bookmaker's whole limit would leave the
-        # excess unhedged: cap it when the feed gives a limit.
-        if limit is not None and limit.is_finite() and limit > ZERO:
-            size = min(size, _DOWN.multiply(limit, hedge_odds))
+        # excess unhedged: cap it when the feed gives a limit (a zero limit admits nothing).
+        if limit is not None and limit.is_finite():
+            size = min(size, _DOWN.multiply(max(limit, ZERO), hedge_odds))
     if cfg.max_outcome_stake is not None:
         room = cfg.max_outcome_stake - existing_stake
         if room <= ZERO:

@@ -180,6 +180,7 @@ def test_fixed_stake_is_capped_so_the_hedge_fits_the_bookmaker_limit():
     # 100 contracts at 2.0 need a 50 hedge; a 30 limit admits 60 contracts
     assert quote_sell(D("2.0"), D("30"), CFG).size == D("60")
     assert quote_sell(D("2.0"), None, CFG).size == D("100")  # no limit in the feed: the fixed stake
+    assert quote_sell(D("2.0"), D("0"), CFG).reason is Reason.BELOW_MIN_SIZE  # the book takes nothing
 
 
 def test_limit_fraction_without_a_limit_is_not_quoted():
@@ -311,7 +312,7 @@ def _check_size(quote: Quote, cfg: PricingConfig, limit, existing_stake: D) -> N
         assert F(quote.size) * hedge_per_contract <= F(cfg.limit_fraction) * F(limit)
     else:
         assert quote.size <= cfg.fixed_stake
-        if limit is not None and limit > 0:
+        if limit is not None:
             assert F(quote.size) * hedge_per_contract <= F(limit)
 
 

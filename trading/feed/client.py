@@ -50,6 +50,7 @@ from .protocol import (
     parse_entry_id,
     parse_frame,
 )
+from .replay import ReplayWriter
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class FeedClient:
         rng: random.Random | None = None,
         server_epoch: str | None = None,
         last_seen_id: Mapping[str, str] | None = None,
-        recorder=None,
+        recorder: ReplayWriter | None = None,
     ) -> None:
         self.url = url
         self.api_key = api_key
@@ -133,7 +134,7 @@ class FeedClient:
         self._connect = connect
         self.login_timeout = login_timeout
         self._rng = rng or random.Random()
-        self.recorder = recorder  # a trading.feed.replay.ReplayWriter, or None
+        self.recorder = recorder  # every accepted stream frame is written to it
         # Resume state: persist these to resume across process restarts.
         self.server_epoch = server_epoch
         self.last_seen: dict[str, str] = {}
