@@ -18,6 +18,7 @@ from exchanges.choices import Exchange
 from mmsite.crypto import decrypt_json, encrypt_json
 
 from .choices import (
+    OPEN_ORDER_STATUSES,
     ControlAction,
     FixtureStatus,
     MatchedStatus,
@@ -328,6 +329,17 @@ class Order(models.Model):
             models.Index(fields=["client", "order_status"], name="order_client_status"),
             models.Index(fields=["client", "fixture"], name="order_client_fixture"),
             models.Index(fields=["client", "exchange"], name="order_client_exchange"),
+            # GET /positions(/summary): the default 'active' set (a few percent of a client's orders)
+            # read by an index-only scan instead of a scan of every order. The condition must stay
+            # equal to trading.selectors.positions.POSITION_STATUS_Q["active"] (a test checks), so
+            # that PostgreSQL can prove the query's WHERE implies it; 'open' alone is implied too.
+            models.Index(
+                fields=["client", "fixture", "outcome_id", "player_id", "exchange"],
+                include=["order_stake", "matched_stake", "order_cents", "order_status", "created_at"],
+                condition=Q(order_status__in=OPEN_ORDER_STATUSES)
+                | (Q(matched_stake__gt=0) & Q(settlement_status=SettlementStatus.UNDECIDED)),
+                name="order_active_position",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -352,3 +352,13 @@ def test_summary_of_nothing_is_zeros(api):
         "avgPrice": 0.0,
         "byExchange": [],
     }
+
+
+def test_active_position_index_condition_is_the_active_status_definition():
+    # PostgreSQL uses the partial index only if the query's WHERE implies its condition;
+    # both come from one definition each, so they must not drift apart.
+    from trading.models import Order
+    from trading.selectors.positions import POSITION_STATUS_Q
+
+    [index] = [i for i in Order._meta.indexes if i.name == "order_active_position"]
+    assert index.condition == POSITION_STATUS_Q["active"]
