@@ -4,7 +4,6 @@ local gateway over real WebSockets on loopback (drops, resume, snapshots, reconn
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import subprocess
@@ -17,8 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading.feed import transport
-from trading.feed.client import Backoff, FeedClient, SnapshotUnavailable
+from trading.feed.client import Backoff, FeedClient, SnapshotUnavailable, connect
 from trading.feed.protocol import (
     FeedError,
     FeedMetrics,
@@ -620,7 +618,7 @@ async def test_unreachable_gateway_is_retried_with_backoff():
             attempts.append(url)
             if len(attempts) <= 3:
                 raise ConnectionRefusedError("not yet")
-            return await transport.connect(url)
+            return await connect(url)
 
         async with Running(client_for(server, sink, connect=flaky)) as client:
             await client.live.wait()
@@ -678,71 +676,80 @@ def test_backoff_grows_exponentially_with_bounded_jitter():
     assert Backoff(jitter=0).delay(3, rng) == 4.0
 
 
-# --- the WebSocket transport ---------------------------------------------------------------------
+# --- the WebSocket layer (the websockets library) ------------------------------------------------
 
 INTEROP = """
 import asyncio
+import json
+import msgpack
 import txaio
 txaio.use_asyncio()
 from autobahn.asyncio.websocket import (WebSocketClientFactory, WebSocketClientProtocol,
                                         WebSocketServerFactory, WebSocketServerProtocol)
-from trading.feed import transport
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from trading.feed.client import FeedClient, run_until
+from trading.feed.protocol import LoginOk, OddsUpdate, parse_frame
+from trading.feed.server import FeedServer
 
-class Echo(WebSocketServerProtocol):
+ODDS = {"channel": "odds", "type": "UPDATE", "ts": 1, "payload": {"fixtureId": "f1", "odds": {"vertex": {
+    f"f1:vertex:{o}:0": {"marketId": 101, "outcomeId": o, "price": 1.5, "active": True} for o in range(1, 60)}}}}
+
+class Gateway(WebSocketServerProtocol):  # just enough of the gateway: login_ok, then two frames
     def onMessage(self, payload, isBinary):
-        self.sendMessage(payload, isBinary)
+        assert json.loads(payload)["type"] == "login" and not isBinary
+        self.sendMessage(json.dumps({"type": "login_ok", "receiveType": "binary"}).encode(), False)
+        self.sendMessage(msgpack.packb({**ODDS, "entryId": "1-1"}), True)
+        self.sendMessage(json.dumps({**ODDS, "entryId": "1-2"}).encode(), False)
+
+def accept_deflate(offers):
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
 
 async def main():
     loop = asyncio.get_running_loop()
+    # our client against autobahn's server (fragmented messages, permessage-deflate)
     factory = WebSocketServerFactory()
-    factory.protocol = Echo
-    factory.setProtocolOptions(autoFragmentSize=1000)  # fragmented messages for our reader
+    factory.protocol = Gateway
+    factory.setProtocolOptions(autoFragmentSize=1000, perMessageCompressionAccept=accept_deflate)
     srv = await loop.create_server(factory, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    conn = await transport.connect(f"ws://127.0.0.1:{port}/ws?x=1")
-    for msg in ["hello", "\\u00e9" * 3000, b"\\x00\\x01" * 40000, ""]:
-        await conn.send(msg)
-        assert await conn.recv() == msg
-    await conn.close()
-    assert conn.close_code == 1000, conn.close_code
+    frames = []
+    client = FeedClient(f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}/ws?x=1", "KEY", frames.append)
+    await run_until(client, lambda: len(frames) == 3, timeout=5)
+    assert isinstance(frames[0], LoginOk), frames
+    assert [len(f.entries) for f in frames[1:] if isinstance(f, OddsUpdate)] == [59, 59], frames
     srv.close()
 
-    got = []
-    async def handler(c):
-        try:
-            while True:
-                m = await c.recv()
-                got.append(m)
-                await c.send(m)
-        except transport.ConnectionClosed:
-            pass
-    ours = await transport.serve(handler)
+    # autobahn's client against our server
+    server = await FeedServer().start()
     done = loop.create_future()
+    got = []
     class Client(WebSocketClientProtocol):
-        count = 0
         def onOpen(self):
-            self.sendMessage(b"text", False)
-            self.sendMessage(b"\\xff\\x00" * 70000, True)
+            self.sendMessage(json.dumps({"type": "login", "apiKey": "K", "receiveType": "binary"}).encode(), False)
         def onMessage(self, payload, isBinary):
-            self.count += 1
-            if self.count == 2:
+            got.append((isBinary, parse_frame(payload)))
+            if len(got) == 1:
+                server.publish("odds", ODDS["payload"])
+            else:
                 self.sendClose(1000)
         def onClose(self, wasClean, code, reason):
             done.set_result((wasClean, code))
-    cf = WebSocketClientFactory(ours.url)
+    cf = WebSocketClientFactory(server.url)
     cf.protocol = Client
     cf.setProtocolOptions(autoFragmentSize=4096)
-    await loop.create_connection(cf, "127.0.0.1", ours.port)
+    await loop.create_connection(cf, "127.0.0.1", server.port)
     assert await asyncio.wait_for(done, 5) == (True, 1000)
-    assert got == ["text", b"\\xff\\x00" * 70000]
-    await ours.close()
+    assert [b for b, _ in got] == [False, True], got
+    assert isinstance(got[0][1], LoginOk) and isinstance(got[1][1], OddsUpdate), got
+    await server.close()
     print("interop ok")
 
 asyncio.run(main())
 """
 
 
-def test_transport_interoperates_with_autobahn_both_ways():
+def test_feed_client_and_server_interoperate_with_autobahn():
     # autobahn's asyncio flavour cannot be imported once Django has loaded daphne: a fresh process
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
@@ -751,58 +758,18 @@ def test_transport_interoperates_with_autobahn_both_ways():
     assert result.returncode == 0 and "interop ok" in result.stdout, result.stdout + result.stderr
 
 
-async def _raw_upgrade(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert b" 101 " in head and transport.accept_key("dGhlIHNhbXBsZSBub25jZQ==").encode() in head
-    return reader, writer
+async def test_the_feed_runs_in_a_django_process_that_loaded_daphne():
+    # given what the run_odds_feed command has: Django set up, daphne's Twisted reactor installed
+    import daphne.server  # noqa: F401
+    import django
+    import txaio
 
-
-async def test_transport_refuses_a_plain_http_request_and_an_unmasked_client_frame():
-    async def handler(conn):
-        with contextlib.suppress(transport.ConnectionClosed):
-            while True:
-                await conn.recv()
-
-    server = await transport.serve(handler)
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await reader.read(100)).startswith(b"HTTP/1.1 400")
-        writer.close()
-        # an unmasked frame from a client is a protocol error: close 1002
-        reader, writer = await _raw_upgrade(server.port)
-        writer.write(transport.encode_frame(transport.OP_TEXT, b"hi", mask=False))
-        head = await reader.readexactly(4)
-        assert head[0] & 0x0F == transport.OP_CLOSE and int.from_bytes(head[2:4], "big") == 1002
-        writer.close()
-    finally:
-        await server.close()
-
-
-async def test_client_drops_a_connection_whose_peer_went_silent():
-    async def silent(reader, writer):  # completes the handshake, then never answers a ping
-        head = (await reader.readuntil(b"\r\n\r\n")).decode()
-        key = next(
-            line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("sec-websocket-key")
-        )
-        writer.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + transport.accept_key(key).encode() + b"\r\n\r\n"
-        )
-        await reader.read()  # until the client gives up on us
-
-    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        conn = await transport.connect(f"ws://127.0.0.1:{port}", ping_interval=0.05, ping_timeout=0.05)
-        with pytest.raises(transport.ConnectionClosed):
-            async with asyncio.timeout(2):
-                await conn.recv()
-        assert conn.close_code == transport.CLOSE_ABNORMAL
-    finally:
-        listener.close()
+    django.setup()
+    assert txaio.using_twisted
+    # then the feed still connects, logs in and streams
+    sink = Collector()
+    async with FeedServer() as server, Running(client_for(server, sink)) as client:
+        await client.live.wait()
+        publish_odds(server, [1.9])
+        await wait_for(lambda: len(sink.stream()) == 1)
+    assert sink.stream()[0].entries[0].price == D("1.9")

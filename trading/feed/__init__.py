@@ -8,8 +8,8 @@ Pure of Django, like the pricing maths: services wrap these pieces with persiste
 * :mod:`trading.feed.server` ``FeedServer``: a local gateway speaking the same protocol, fed from a
   replay file or by hand (tests), with a resume window and a way to drop connections
 * :mod:`trading.feed.replay` the replay file format (JSON lines, relative timestamps)
-* :mod:`trading.feed.transport` a small RFC 6455 client and server on asyncio streams (no
-  dependency; see its docstring for why not autobahn or websockets)
+
+The WebSocket layer is the ``websockets`` library, on both sides.
 
 The protocol as implemented is described in ``docs/odds-feed.md``.
 """

@@ -34,7 +34,10 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from . import transport
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
 from .protocol import (
     DEFAULT_CHANNELS,
     RECEIVE_JSON,
@@ -56,7 +59,16 @@ log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[Frame], Awaitable[None] | None]
 SnapshotLoader = Callable[[tuple[str, ...]], Awaitable[Iterable[Frame]]]
-Connector = Callable[[str], Awaitable[transport.Connection]]
+Connector = Callable[[str], Awaitable[ClientConnection]]
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a snapshot-sized frame fits; websockets' default is 1 MiB
+
+
+async def connect(url: str) -> ClientConnection:
+    """The default connector: a ``websockets`` client connection to a ``ws://`` or ``wss://`` URL,
+    with the library's keepalive (a ping every 20 s; no pong within 20 s closes the connection).
+    Raises ``OSError``, ``TimeoutError`` or ``websockets.exceptions.InvalidHandshake``."""
+    return await ws_connect(url, max_size=MAX_MESSAGE_BYTES)
 
 
 class _SnapshotFailed(Exception):
@@ -113,7 +125,7 @@ class FeedClient:
         snapshot_loader: SnapshotLoader | None = None,
         backoff: Backoff = Backoff(),  # noqa: B008 (frozen dataclass)
         metrics: FeedMetrics | None = None,
-        connect: Connector = transport.connect,
+        connect: Connector = connect,
         login_timeout: float = 10.0,
         rng: random.Random | None = None,
         server_epoch: str | None = None,
@@ -145,7 +157,7 @@ class FeedClient:
         self.replay_channels: tuple[str, ...] = ()
         self._pending_snapshot: set[str] = set()
         self._stopping = False
-        self._conn: transport.Connection | None = None
+        self._conn: ClientConnection | None = None
         self._reconnect_now = False
         self.live = asyncio.Event()  # set while logged in
         self.delays: list[float] = []  # backoff delays actually waited (observability, tests)
@@ -166,7 +178,7 @@ class FeedClient:
             logged_in = False
             try:
                 conn = await self._connect(self.url)
-            except (OSError, TimeoutError, transport.ConnectionClosed) as exc:
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
                 log.warning("odds feed: cannot connect to %s: %s", self.url, exc)
             else:
                 self._conn = conn
@@ -186,8 +198,7 @@ class FeedClient:
                 finally:
                     self.live.clear()
                     self._conn = None
-                    if conn.is_open:
-                        await conn.close()
+                    await conn.close()  # a no-op once the connection is closed
             if self._stopping:
                 break
             if logged_in:
@@ -216,13 +227,13 @@ class FeedClient:
             last_seen_id=self.last_seen if resuming else None,
         )
 
-    async def _session(self, conn: transport.Connection) -> bool:
+    async def _session(self, conn: ClientConnection) -> bool:
         """Run one connection until it closes. True if the login succeeded."""
         resuming = self.server_epoch is not None and bool(self.last_seen)
         try:
             await conn.send(self.login_message())
             first = parse_frame(await asyncio.wait_for(conn.recv(), self.login_timeout), self.metrics)
-        except transport.ConnectionClosed:
+        except ConnectionClosed:
             return False
         if isinstance(first, FeedError):
             raise FeedLoginError(first.code, first.message)
@@ -258,7 +269,7 @@ class FeedClient:
                     if self.recorder is not None:
                         self.recorder.write(frame.channel, frame.payload, source_entry_id=frame.entry_id)
                     await self._deliver(frame)
-        except transport.ConnectionClosed as exc:
+        except ConnectionClosed as exc:
             log.info("odds feed: connection closed: %s", exc)
         return True
 

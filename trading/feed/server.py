@@ -32,7 +32,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import transport
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
 from .protocol import (
     DEFAULT_CHANNELS,
     FIXTURES,
@@ -78,9 +80,15 @@ class _Subscription:
 
 @dataclass(eq=False)
 class _Session:
-    conn: transport.Connection
+    conn: ServerConnection
     sub: _Subscription
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+
+def _drop(conn: ServerConnection) -> None:
+    """Abort the TCP connection without a closing handshake, as a network fault does (websockets
+    has no call for that: it always closes cleanly)."""
+    conn.transport.abort()
 
 
 def _ids(value: Any, kind: type) -> frozenset:
@@ -107,7 +115,7 @@ class FeedServer:
         self.host, self.port = host, port
         self.login_timeout = login_timeout
         self._clock = clock
-        self._server: transport.Server | None = None
+        self._server: Server | None = None
         self._sessions: set[_Session] = set()
         self.logins = 0  # how many logins were accepted (tests read it)
         self._reset()
@@ -123,8 +131,8 @@ class FeedServer:
 
     # --- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> FeedServer:
-        self._server = await transport.serve(self._handle, self.host, self.port)
-        self.port = self._server.port
+        self._server = await serve(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     @property
@@ -132,10 +140,11 @@ class FeedServer:
         return f"ws://{self.host}:{self.port}"
 
     async def close(self) -> None:
-        for session in list(self._sessions):
-            session.conn.abort()
         if self._server is not None:
-            await self._server.close()
+            for conn in self._server.connections:  # logged in or not
+                _drop(conn)
+            self._server.close()
+            await self._server.wait_closed()
             self._server = None
 
     async def __aenter__(self) -> FeedServer:
@@ -153,7 +162,7 @@ class FeedServer:
         """Abort every client's TCP connection (no close handshake). Returns how many."""
         sessions = list(self._sessions)
         for session in sessions:
-            session.conn.abort()
+            _drop(session.conn)
         return len(sessions)
 
     def restart(self) -> None:
@@ -204,7 +213,7 @@ class FeedServer:
                 continue
             if session.queue.qsize() >= MAX_SESSION_BACKLOG:
                 log.warning("feed server: dropping a client %d messages behind", session.queue.qsize())
-                session.conn.abort()
+                _drop(session.conn)
                 continue
             session.queue.put_nowait(data)
         return entry.entry_id
@@ -334,8 +343,8 @@ class FeedServer:
         return out
 
     # --- one connection -----------------------------------------------------------------------------
-    async def _error(self, conn: transport.Connection, code: str, message: str) -> None:
-        with contextlib.suppress(transport.ConnectionClosed):
+    async def _error(self, conn: ServerConnection, code: str, message: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
             await conn.send(encode_json({"type": "error", "code": code, "message": message}))
             await conn.close(4000, code)
 
@@ -398,13 +407,13 @@ class FeedServer:
     def _entry_ids(self) -> dict[str, str]:
         return {c: buf[-1].entry_id for c, buf in self._buffer.items() if buf}
 
-    async def _handle(self, conn: transport.Connection) -> None:
+    async def _handle(self, conn: ServerConnection) -> None:
         try:
             raw = await asyncio.wait_for(conn.recv(), self.login_timeout)
         except TimeoutError:
             await self._error(conn, "login_timeout", f"no login within {self.login_timeout:g}s")
             return
-        except transport.ConnectionClosed:
+        except ConnectionClosed:
             return
         msg, code, message = self._login(raw)
         if msg is None:
@@ -451,7 +460,7 @@ class FeedServer:
                 if data is None:
                     break
                 await conn.send(data)
-        except transport.ConnectionClosed:
+        except ConnectionClosed:
             pass
         finally:
             self._sessions.discard(session)
@@ -460,7 +469,7 @@ class FeedServer:
     async def _read_until_closed(self, session: _Session) -> None:
         """The protocol has nothing for a client to say after login; read and ignore, so that a
         close is noticed and the session's sender stops."""
-        with contextlib.suppress(transport.ConnectionClosed):
+        with contextlib.suppress(ConnectionClosed):
             while True:
                 await session.conn.recv()
         session.queue.put_nowait(None)
