@@ -68,7 +68,8 @@ async def connect(url: str) -> ClientConnection:
     """The default connector: a ``websockets`` client connection to a ``ws://`` or ``wss://`` URL,
     with the library's keepalive (a ping every 20 s; no pong within 20 s closes the connection).
     Raises ``OSError``, ``TimeoutError`` or ``websockets.exceptions.InvalidHandshake``."""
-    return await ws_connect(url, max_size=MAX_MESSAGE_BYTES)
+    # proxy=None: the feed URL is explicit; an https_proxy in the environment must not reroute it.
+    return await ws_connect(url, max_size=MAX_MESSAGE_BYTES, proxy=None)
 
 
 class _SnapshotFailed(Exception):
