@@ -335,3 +335,34 @@ def test_bad_dates_are_400_naming_the_parameter(api, query, parameter):
 
 def test_pnl_needs_an_api_key(client):
     assert client.get("/api/v1/pnl").status_code == 401
+
+
+def test_worked_example_of_the_docs(api, account):
+    """docs/api/mm-positions-pnl.md, 'Worked example': every figure as the document derives it."""
+    day = dt.datetime(2026, 1, 30, 12, tzinfo=dt.UTC)
+    bs = BetSettlementStatus
+    a = filled_order(account, settlement=SettlementStatus.WON, bookmaker_outcome_price=D("1.80"), created_at=day)
+    bet(fill(a, stake="60", price="0.45"), stake="50", odds="1.75", settlement=bs.LOST)
+    bet(fill(a, stake="40", price="0.44"), stake="40", odds="1.75", status=BetStatus.DECLINED)
+    b = filled_order(
+        account, back=False, settlement=SettlementStatus.LOST, bookmaker_outcome_price=D("3.40"), created_at=day
+    )
+    bet(fill(b, stake="200", price="0.30"), stake="100", odds="3.50", settlement=bs.WON)
+    c = filled_order(account, bookmaker_outcome_price=D("1.60"), created_at=day)
+    bet(fill(c, stake="50", price="0.60"), stake="40", odds="1.62")
+    d = filled_order(account, settlement=SettlementStatus.LOST, bookmaker_outcome_price=D("4.80"), created_at=day)
+    bet(fill(d, stake="100", price="0.20"), stake="25", odds="4.70", status=BetStatus.PENDING)
+
+    assert pnl(api, "?fromDate=2026-01-29&toDate=2026-02-01") == {
+        "totalTurnover": 190.0,
+        "validTurnover": 162.3,
+        "netRealizedSpread": 93.0,
+        "nakedPnl": 2.4,
+        "unhedgedStake": 140.0,
+        "unhedgedStakePct": 31.11,
+        "avgHedgePriceDrift": -0.0437,
+        "settledPairCount": 2,
+        "nakedSettledCount": 2,
+        "fromDate": "2026-01-29",
+        "toDate": "2026-02-01",
+    }
