@@ -255,6 +255,8 @@ def test_another_clients_orders_never_appear(api, poly, other_client):
         ("status=bogus", "status"),
         ("status=open,bogus", "status"),
         ("status=OPEN", "status"),
+        ("status=open,,active", "status"),
+        ("status=open,", "status"),
         ("status=PLACED", "status"),
         ("exchange=nasdaq", "exchange"),
         ("fromDate=2026-02-30", "fromDate"),

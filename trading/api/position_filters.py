@@ -10,6 +10,7 @@ from __future__ import annotations
 import django_filters as df
 
 from exchanges.choices import Exchange
+from mmsite.api.errors import invalid_parameter
 from trading.selectors.positions import DEFAULT_POSITION_STATUS, POSITION_STATUS_Q, position_status_q
 
 from .filters import ChoiceInFilter, DateRangeMixin
@@ -34,6 +35,8 @@ class PositionFilter(DateRangeMixin):
         super().__init__(data, *args, **kwargs)
 
     def filter_status(self, queryset, name, value):
+        if any(not v for v in value):  # "open,,active": the choice field lets the empty item through
+            raise invalid_parameter("status", "empty value in the comma-separated list")
         return queryset.filter(position_status_q(list(value)))
 
 
