@@ -32,6 +32,7 @@ from .events import (
     Amended,
     BookDelta,
     Cancelled,
+    Event,
     Expired,
     Reduced,
     Rejected,
@@ -241,7 +242,7 @@ class OrderBook:
         display_qty: int | None = None,
         expire_at: int | None = None,
         stp: str | None = None,
-    ) -> list:
+    ) -> list[Event]:
         """Place a new order. Returns ``[Rejected]`` or ``[Accepted, ...what followed]``.
 
         ``price`` is required for limit, ioc, fok, post_only and stop_limit and ignored for market and
@@ -322,7 +323,7 @@ class OrderBook:
             self._run_stops(out)
         return out
 
-    def cancel(self, order_id: Any) -> list:
+    def cancel(self, order_id: Any) -> list[Event]:
         """Cancel a resting order or a waiting stop: ``[Cancelled, BookDelta?]`` or ``[Rejected(unknown_order)]``."""
         o = self._orders.pop(order_id, None)
         if o is None:
@@ -335,7 +336,7 @@ class OrderBook:
             out.append(BookDelta(self.seq, o.side, lvl.price, lvl.qty))
         return out
 
-    def amend(self, order_id: Any, *, price: int | None = None, qty: int | None = None) -> list:
+    def amend(self, order_id: Any, *, price: int | None = None, qty: int | None = None) -> list[Event]:
         """Change the limit price and/or the open quantity of a resting order.
 
         ``qty`` is the new *open* quantity (what is left to fill), not the original size. A size decrease
@@ -448,7 +449,7 @@ class OrderBook:
         self._rest(o, out)
         return out
 
-    def expire(self, now: int) -> list:
+    def expire(self, now: int) -> list[Event]:
         """Remove every good-till-time order with ``expire_at <= now``: ``[Expired, BookDelta?, ...]``.
 
         Orders expire in ``(expire_at, submission)`` order. ``now`` also becomes the book's clock: a
