@@ -234,3 +234,11 @@ def test_seeded_console_pages_render(seeded, client):
         "/admin/trading/fill/",
     ):
         assert client.get(path).status_code == 200, path
+
+
+def test_seed_demo_creates_no_well_known_superuser_when_debug_is_off(settings):
+    settings.DEBUG = False
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    assert not get_user_model().objects.filter(username="admin").exists()
+    assert "no demo superuser" in out.getvalue()

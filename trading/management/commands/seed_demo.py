@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -445,6 +446,9 @@ class Seeder:
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             return "console superuser exists (not changed)"
+        if not settings.DEBUG:
+            # A well-known password must never reach a deployment; production uses createsuperuser.
+            return "DEBUG is off: no demo superuser created (use manage.py createsuperuser)"
         if User.objects.filter(username="admin").exists():
             return "user 'admin' exists but is not a superuser: not changed (use createsuperuser)"
         User.objects.create_superuser("admin", "admin@example.com", "admin")
