@@ -123,7 +123,9 @@ def snapshot() -> dict:
 
 
 @pytest.fixture
-def seeded():
+def seeded(settings):
+    """seed_demo as on the embedded default (DEBUG on: pytest-django turns it off)."""
+    settings.DEBUG = True
     lines = run("seed_demo")
     return lines
 
