@@ -221,7 +221,8 @@ def test_seed_demo_creates_the_console_superuser_once(seeded):
     assert any("superuser exists" in line for line in lines)
 
 
-def test_seed_demo_leaves_an_existing_superuser_alone(django_user_model):
+def test_seed_demo_leaves_an_existing_superuser_alone(django_user_model, settings):
+    settings.DEBUG = True  # where seed_demo would otherwise create admin/admin
     django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
     run("seed_demo")
     assert not django_user_model.objects.filter(username="admin").exists()
