@@ -52,11 +52,23 @@ class PageRequest:
 
 
 def paginate(
-    queryset: QuerySet, page: PageRequest, render: Callable[[Sequence[Any]], list[dict[str, Any]]]
+    queryset: QuerySet,
+    page: PageRequest,
+    render: Callable[[Sequence[Any]], list[dict[str, Any]]],
+    *,
+    fetch: Callable[[list[Any]], Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
-    """Count, slice and render one page of ``queryset`` into the envelope."""
+    """Count, slice and render one page of ``queryset`` into the envelope.
+
+    With ``fetch``, the page is found as primary keys first (an index-only walk past the OFFSET)
+    and ``fetch(pks)`` loads just those rows, in that order; deep pages then cost little more
+    than the first one.
+    """
     total = queryset.count()
-    rows = list(queryset[page.offset : page.offset + page.page_size]) if page.offset < total else []
+    rows: Sequence[Any] = []
+    if page.offset < total:
+        window = slice(page.offset, page.offset + page.page_size)
+        rows = fetch(list(queryset.values_list("pk", flat=True)[window])) if fetch else list(queryset[window])
     return {
         "data": render(rows),
         "total": total,

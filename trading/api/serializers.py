@@ -30,36 +30,61 @@ def iso(value) -> str | None:
 # --- orders -------------------------------------------------------------------------------------------------
 
 
+#: The order object's fields and the ORM paths they come from: one table drives both the renderer
+#: of model instances (detail, events) and the ``.values()`` fast path of list pages.
+ORDER_COLUMNS: dict[str, str] = {
+    "orderId": "id",
+    "fixtureId": "fixture__fixture_id",
+    "outcomeId": "outcome_id",
+    "playerId": "player_id",
+    "exchange": "exchange",
+    "account": "account__username",
+    "exchangeOrderId": "exchange_order_id",
+    "exchangeOutcomeId": "exchange_outcome_id",
+    "orderStatus": "order_status",
+    "matchedStatus": "matched_status",
+    "orderCents": "order_cents",
+    "orderStake": "order_stake",
+    "matchedStake": "matched_stake",
+    "back": "back",
+    "settlementStatus": "settlement_status",
+    "settledAt": "settled_at",
+    "bookmakerOutcomePrice": "bookmaker_outcome_price",
+    "bookmakerOutcomeLimit": "bookmaker_outcome_limit",
+    "bookmakerOutcomeActive": "bookmaker_outcome_active",
+    "createdAt": "created_at",
+    "matchedAt": "matched_at",
+    "updatedAt": "updated_at",
+}
+_ORDER_TIMES = ("settledAt", "createdAt", "matchedAt", "updatedAt")
+
+
+def order_values_row(v: dict[str, Any]) -> dict[str, Any]:
+    """Render one ``Order.objects.values(*ORDER_COLUMNS.values())`` row."""
+    row = {key: v[path] for key, path in ORDER_COLUMNS.items()}
+    row["side"] = "buy" if row["back"] else "sell"
+    for key in _ORDER_TIMES:
+        row[key] = iso(row[key])
+    return row
+
+
+def _path_get(obj: Any, path: str) -> Any:
+    for part in path.split("__"):
+        obj = getattr(obj, part)
+    return obj
+
+
 def order_row(o) -> dict[str, Any]:
-    return {
-        "orderId": o.id,
-        "fixtureId": o.fixture.fixture_id,
-        "outcomeId": o.outcome_id,
-        "playerId": o.player_id,
-        "exchange": o.exchange,
-        "account": o.account.username,
-        "exchangeOrderId": o.exchange_order_id,
-        "exchangeOutcomeId": o.exchange_outcome_id,
-        "orderStatus": o.order_status,
-        "matchedStatus": o.matched_status,
-        "orderCents": o.order_cents,
-        "orderStake": o.order_stake,
-        "matchedStake": o.matched_stake,
-        "back": o.back,
-        "side": "buy" if o.back else "sell",
-        "settlementStatus": o.settlement_status,
-        "settledAt": iso(o.settled_at),
-        "bookmakerOutcomePrice": o.bookmaker_outcome_price,
-        "bookmakerOutcomeLimit": o.bookmaker_outcome_limit,
-        "bookmakerOutcomeActive": o.bookmaker_outcome_active,
-        "createdAt": iso(o.created_at),
-        "matchedAt": iso(o.matched_at),
-        "updatedAt": iso(o.updated_at),
-    }
+    """Render one ``Order`` instance (with ``fixture`` and ``account`` loaded)."""
+    return order_values_row({path: _path_get(o, path) for path in ORDER_COLUMNS.values()})
 
 
 def render_orders(rows) -> list[dict[str, Any]]:
     return [order_row(o) for o in rows]
+
+
+def render_order_values(rows) -> list[dict[str, Any]]:
+    return [order_values_row(v) for v in rows]
 
 
 class OrderSchema(serializers.Serializer):

@@ -7,6 +7,7 @@ from trading.api.base import ClientAPIView
 from trading.api.filters import OpenOrderFilter, OrderFilter, apply_filters, filter_parameters
 from trading.api.params import parse_id
 from trading.api.serializers import (
+    ORDER_COLUMNS,
     ErrorSchema,
     OpenOrdersSchema,
     OrderPageSchema,
@@ -14,6 +15,7 @@ from trading.api.serializers import (
     OrderSummarySchema,
     order_row,
     order_summary_body,
+    render_order_values,
     render_orders,
 )
 from trading.selectors import orders as selectors
@@ -36,7 +38,12 @@ class OrderListView(ClientAPIView):
     def get(self, request):
         page = PageRequest.from_params(request.query_params)
         qs = apply_filters(OrderFilter, request.query_params, selectors.orders_for_client(client=self.client))
-        return Response(paginate(qs, page, render_orders))
+        client, columns = self.client, ORDER_COLUMNS.values()
+
+        def fetch(ids: list[int]) -> list[dict]:
+            return selectors.order_values_by_ids(client=client, ids=ids, columns=columns)
+
+        return Response(paginate(qs, page, render_order_values, fetch=fetch))
 
 
 class OpenOrderListView(ClientAPIView):
