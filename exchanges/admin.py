@@ -8,20 +8,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from mmsite.console import ReadOnlyModelAdmin
+
 from .models import SimVenueOrder, SimVenueTrade
-
-
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    """A log-like model: listed and viewable, never added, changed or deleted from the console."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class SimVenueTradeInline(admin.TabularInline):

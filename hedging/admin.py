@@ -11,20 +11,9 @@ from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from mmsite.console import ReadOnlyModelAdmin
+
 from .models import Bookmaker, HedgeBet
-
-
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    """Listed and viewable, never added, changed or deleted from the console."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 def _admin_link(viewname: str, pk, text) -> str:
