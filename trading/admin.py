@@ -36,6 +36,8 @@ from trading.models import (
     Fill,
     Fixture,
     Order,
+    PnlDay,
+    PnlDirtyDay,
     SystemTradingState,
     Tournament,
     TradingControlEvent,
@@ -636,6 +638,24 @@ class FillAdmin(ReadOnlyModelAdmin):
         except HedgeBet.DoesNotExist:
             return "none (naked)"
         return _link(bet, f"{bet.pk}: {bet.bet_status}, {bet.placed_stake} @ {bet.placed_price}")
+
+
+# --- PnL rollup (derived data, written by trading.services.pnl; read-only here) ---------------------------
+
+
+@admin.register(PnlDay)
+class PnlDayAdmin(ReadOnlyModelAdmin):
+    list_display = ("client", "day", "total_turnover", "net_realized_spread", "naked_pnl", "computed_at")
+    list_select_related = ("client",)
+    list_filter = ("client",)
+    date_hierarchy = "day"
+
+
+@admin.register(PnlDirtyDay)
+class PnlDirtyDayAdmin(ReadOnlyModelAdmin):
+    list_display = ("client", "day", "generation", "marked_at")
+    list_select_related = ("client",)
+    list_filter = ("client",)
 
 
 # --- system controls ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from exchanges.choices import Exchange
@@ -408,3 +409,62 @@ class Fill(models.Model):
 
     def __str__(self) -> str:
         return f"fill {self.venue_trade_id} {self.stake}@{self.price}"
+
+
+#: A rollup component: an exact, unrounded sum. Products of NUMERIC(18,4) by NUMERIC(10,4), halved
+#: for HALF_WON/HALF_LOST, have at most 9 decimal places; 10 keeps every such sum exact.
+_PNL_SUM = {"max_digits": 38, "decimal_places": 10, "default": Decimal("0")}
+
+
+class PnlDay(models.Model):
+    """The rollup behind ``GET /pnl``: one client's PnL components over the fills whose ORDER was
+    created on ``day`` (UTC), additive and unrounded, so that summing rows over a date range and
+    then rounding gives exactly what the live query gives (``trading.selectors.pnl``).
+
+    Derived data, written only by ``trading.services.pnl.pnl_days_refresh``. A row is current
+    unless a ``PnlDirtyDay`` marker exists for the same (client, day); readers compute marked days
+    live. Read only on PostgreSQL (on SQLite ``/pnl`` is always computed live)."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="pnl_days", db_index=False)
+    day = models.DateField(help_text="UTC day the orders were created")
+    total_turnover = models.DecimalField(**_PNL_SUM, help_text="Σ B over placed bets")
+    valid_turnover = models.DecimalField(**_PNL_SUM, help_text="Σ min(B, B(o-1)) over placed bets")
+    net_realized_spread = models.DecimalField(**_PNL_SUM, help_text="Σ fill + bet PnL over settled pairs")
+    naked_pnl = models.DecimalField(**_PNL_SUM, help_text="Σ fill PnL over settled naked fills")
+    unhedged_stake = models.DecimalField(**_PNL_SUM, help_text="Σ stake over naked fills")
+    total_fill_stake = models.DecimalField(**_PNL_SUM, help_text="Σ stake over all fills")
+    drift_weighted_sum = models.DecimalField(**_PNL_SUM, help_text="Σ B(bookmaker price - o) over drift bets")
+    drift_weight = models.DecimalField(**_PNL_SUM, help_text="Σ B over drift bets")
+    settled_pair_count = models.PositiveIntegerField(default=0)
+    naked_settled_count = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "PnL day"
+        ordering = ["client", "-day"]
+        constraints = [models.UniqueConstraint(fields=["client", "day"], name="pnlday_unique_client_day")]
+
+    def __str__(self) -> str:
+        return f"PnL of {self.client} on {self.day}"
+
+
+class PnlDirtyDay(models.Model):
+    """A (client, day) whose ``PnlDay`` row is missing or stale.
+
+    On PostgreSQL, row triggers on ``trading_order``, ``trading_fill`` and ``hedging_hedgebet``
+    (migration 0003) upsert the marker on every write that can change that day's PnL, with a new
+    ``generation`` from a sequence; the refresh deletes the marker only if its generation is still
+    the one it read, so a write that commits during a refresh leaves the day marked."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField(help_text="UTC day the orders were created")
+    generation = models.BigIntegerField(help_text="Bumped by every write; the refresh deletes only what it read")
+    marked_at = models.DateTimeField(db_default=Now(), help_text="When the day was first marked since its refresh")
+
+    class Meta:
+        verbose_name = "PnL dirty day"
+        ordering = ["client", "-day"]
+        constraints = [models.UniqueConstraint(fields=["client", "day"], name="pnldirtyday_unique_client_day")]
+
+    def __str__(self) -> str:
+        return f"PnL of {self.client} on {self.day} (stale)"

@@ -35,6 +35,7 @@ from trading.models import (
     SystemTradingState,
     TradingControlEvent,
 )
+from trading.services.pnl import pnl_days_mark, pnl_days_rebuild
 
 pytestmark = pytest.mark.django_db
 
@@ -93,6 +94,8 @@ def data(db):
     TradingControlEvent.objects.create(client=None, action=ControlAction.SYSTEM_PAUSE, actor="admin:x", reason="t")
     TradingControlEvent.objects.create(client=client, action=ControlAction.PAUSE, actor="api:abc", reason="")
     SystemTradingState.get()
+    pnl_days_rebuild()  # a PnL rollup row ...
+    pnl_days_mark()  # ... and its stale marker
     return {
         "client": client,
         "account": account,

@@ -6,12 +6,14 @@ Definitions of the statuses and of every PnL figure: docs/api/mm-positions-pnl.m
 from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from trading.api.base import ClientAPIView
 from trading.api.filters import apply_filters, filter_parameters
 from trading.api.position_filters import PnlFilter, PositionFilter
 from trading.api.serializers import ErrorSchema
+from trading.models import Fill
 from trading.selectors import pnl as pnl_selectors
 from trading.selectors import positions as position_selectors
 
@@ -114,8 +116,12 @@ class PnlView(ClientAPIView):
     )
     def get(self, request):
         params = request.query_params
-        fills = apply_filters(PnlFilter, params, pnl_selectors.pnl_fills(client=self.client))
-        body = pnl_selectors.pnl_summary(fills=fills)
+        dates = PnlFilter(data=params, queryset=Fill.objects.none())
+        if not dates.is_valid():
+            raise ValidationError({name: [str(e) for e in errs] for name, errs in dates.errors.items()})
+        body = pnl_selectors.pnl_report(
+            client=self.client, from_date=dates.form.cleaned_data["fromDate"], to_date=dates.form.cleaned_data["toDate"]
+        )
         # Echoed as given (already validated as YYYY-MM-DD), null when absent.
         body["fromDate"] = params.get("fromDate") or None
         body["toDate"] = params.get("toDate") or None
