@@ -16,6 +16,12 @@ Each is warmed up, then requested ``--requests`` times in sequence; the median a
     .venv/bin/python bench/api_reads.py --reload       # drop the bench rows and load again
     .venv/bin/python bench/api_reads.py --extra        # also a few informative variants
     .venv/bin/python bench/api_reads.py --explain      # EXPLAIN ANALYZE of the positions/PnL SQL
+    .venv/bin/python bench/api_reads.py --only pnl     # just the paths containing "pnl"
+
+Before measuring, the PnL rollup is brought up to date as production's beat task keeps it
+(``pnl_days_refresh``: the database triggers marked every day the load wrote). ``/pnl`` is then
+also timed with the latest 1 and 7 days of fills marked stale (computed live), and its answer
+is checked against the live query's.
 
 The data: 5,000 fixtures over the past year and the next two weeks, five exchanges, three
 outcomes plus some player props. Orders on finished fixtures are filled, cancelled (a third of
@@ -433,6 +439,47 @@ def measure(http, key: str, path: str, requests: int, warmup: int) -> tuple[floa
     return statistics.median(samples), p99(samples), size
 
 
+def refresh_rollup() -> None:
+    """Recompute every stale day of the PnL rollup, as production's beat task does every minute."""
+    from trading.models import PnlDirtyDay
+    from trading.services.pnl import pnl_days_refresh
+
+    stale = PnlDirtyDay.objects.count()
+    t0 = time.perf_counter()
+    done = pnl_days_refresh(limit=None)
+    print(f"PnL rollup: {done} of {stale} stale days recomputed in {time.perf_counter() - t0:.1f}s", flush=True)
+
+
+def mark_latest_days(days: int) -> None:
+    """Mark the big client's latest ``days`` days with fills stale, as a write to each would."""
+    from django.db import connection
+
+    from trading.models import Client
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO trading_pnldirtyday (client_id, day, generation) "
+            "SELECT client_id, day, nextval('trading_pnl_generation_seq') FROM trading_pnlday "
+            "WHERE client_id = %s ORDER BY day DESC LIMIT %s "
+            "ON CONFLICT (client_id, day) DO UPDATE SET generation = EXCLUDED.generation",
+            [Client.objects.get(name=BIG_CLIENT).pk, days],
+        )
+
+
+def check_pnl(http, key: str) -> None:
+    """Print /pnl's figures beside the live query's (the rollup must not change a digit)."""
+    from trading.models import Client
+    from trading.selectors import pnl
+
+    body = http.get("/api/v1/pnl", headers={"X-API-Key": key}).json()
+    t0 = time.perf_counter()
+    live = pnl.pnl_summary(fills=pnl.pnl_fills(client=Client.objects.get(name=BIG_CLIENT)))
+    took = (time.perf_counter() - t0) * 1000
+    same = all(body[k] == float(v) for k, v in live.items())
+    print(f"GET /api/v1/pnl: {body}")
+    print(f"live query ({took:.0f} ms in-process): {'identical' if same else 'DIFFERENT: ' + str(live)}\n", flush=True)
+
+
 def explain() -> None:
     """EXPLAIN ANALYZE every query the positions, summary and PnL selectors run (whole range)."""
     from django.db import connection
@@ -446,7 +493,8 @@ def explain() -> None:
     calls = {
         "positions": lambda: positions.positions(orders=active),
         "positions/summary": lambda: positions.positions_summary(orders=active),
-        "pnl": lambda: pnl.pnl_summary(fills=pnl.pnl_fills(client=client)),
+        "pnl (live)": lambda: pnl.pnl_summary(fills=pnl.pnl_fills(client=client)),
+        "pnl (rollup, as GET /pnl)": lambda: pnl.pnl_report(client=client),
     }
     for name, call in calls.items():
         with CaptureQueriesContext(connection) as ctx:
@@ -455,6 +503,15 @@ def explain() -> None:
             with connection.cursor() as cur:
                 cur.execute(f"EXPLAIN (ANALYZE, BUFFERS) {query['sql']}")
                 print(f"--- {name}\n" + "\n".join(r[0] for r in cur.fetchall()))
+
+
+def report(label: str, p50: float, p99_ms: float, size: int) -> None:
+    verdict = "OK" if p99_ms < TARGET_P99_MS else "MISS"
+    print(
+        f"GET {label:<44} p50 {p50:7.1f} ms  p99 {p99_ms:7.1f} ms  "
+        f"target p99 < {TARGET_P99_MS:.0f} ms  {verdict}   ({size / 1024:,.0f} KiB)",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -468,6 +525,7 @@ def main() -> None:
     parser.add_argument("--extra", action="store_true", help="also time a few informative variants")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of positions and PnL")
     parser.add_argument("--seed", type=int, default=20260201)
+    parser.add_argument("--only", default="", help="time only the paths containing this text, e.g. pnl")
     parser.add_argument(
         "--pg-options", default="", help="PGOPTIONS for the server's connections, e.g. '-c jit=off -c work_mem=64MB'"
     )
@@ -483,6 +541,7 @@ def main() -> None:
         load(db_url, args.orders, args.seed)
     else:
         print(f"data present in {args.db} ({args.orders:,} orders/fills/bets): not reloading (--reload to force)")
+    refresh_rollup()
     if args.explain:
         explain()
 
@@ -512,19 +571,21 @@ def main() -> None:
             "/api/v1/orders?pageSize=2000&page=400",
             "/api/v1/orders?status=PLACED&pageSize=2000",
         ]
+    paths = [p for p in paths if args.only in p]
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
             wait_ready(http, key, proc)
             print(f"daphne on :{port} (log {log}); {args.warmup} warm-up + {args.requests} requests each")
             print(f"PGOPTIONS: {args.pg_options or '(server defaults)'}; load average {os.getloadavg()[0]:.1f}\n")
+            if "/api/v1/pnl" in paths:
+                check_pnl(http, key)
             for path in paths:
-                p50, p99_ms, size = measure(http, key, path, args.requests, args.warmup)
-                verdict = "OK" if p99_ms < TARGET_P99_MS else "MISS"
-                print(
-                    f"GET {path:<44} p50 {p50:7.1f} ms  p99 {p99_ms:7.1f} ms  "
-                    f"target p99 < {TARGET_P99_MS:.0f} ms  {verdict}   ({size / 1024:,.0f} KiB)",
-                    flush=True,
-                )
+                report(path, *measure(http, key, path, args.requests, args.warmup))
+            if "/api/v1/pnl" in paths:
+                for days in (1, 7):  # what a reader meets between two refreshes: recent days written to
+                    mark_latest_days(days)
+                    report(f"/api/v1/pnl ({days} days stale)", *measure(http, key, "/api/v1/pnl", args.requests, 1))
+                    refresh_rollup()
     finally:
         proc.terminate()
         try:
