@@ -366,3 +366,38 @@ def test_worked_example_of_the_docs(api, account):
         "fromDate": "2026-01-29",
         "toDate": "2026-02-01",
     }
+
+
+# --- PostgreSQL: the rollup (design and the rest of its tests: tests/trading/test_pnl_rollup.py) -------
+
+
+@pytest.mark.postgres
+def test_worked_example_from_the_rollup_reads_no_fill(api, account):
+    """After the refresh, /pnl sums rollup rows only, and gives exactly the live answer."""
+    from trading.services.pnl import pnl_days_refresh
+
+    test_worked_example_of_the_docs(api, account)  # written, and answered with every day stale
+    live = pnl(api, "?fromDate=2026-01-29&toDate=2026-02-01")
+    assert pnl_days_refresh() == 1
+
+    with CaptureQueriesContext(connection) as ctx:
+        assert pnl(api, "?fromDate=2026-01-29&toDate=2026-02-01") == live
+        assert pnl(api) == {**live, "fromDate": None, "toDate": None}
+        assert pnl(api, "?toDate=2026-01-29") == ZEROS | {"toDate": "2026-01-29"}
+
+    assert not [q for q in ctx.captured_queries if "trading_fill" in q["sql"]]
+
+
+@pytest.mark.postgres
+def test_a_settlement_after_the_refresh_counts_at_once(api, account):
+    from trading.services.pnl import pnl_days_refresh
+
+    o = filled_order(account)
+    bet(fill(o, stake="100", price="0.40"), stake="100", odds="2.5", settlement=BetSettlementStatus.WON)
+    pnl_days_refresh()
+    assert pnl(api)["settledPairCount"] == 0
+
+    type(o).objects.filter(pk=o.pk).update(settlement_status=SettlementStatus.LOST)  # the pair is now settled
+
+    body = pnl(api)
+    assert (body["netRealizedSpread"], body["settledPairCount"]) == (110.0, 1)  # -40 + 150
