@@ -13,12 +13,13 @@ The refresh protocol, per batch of one client's marked days, in one transaction:
    the same client skips it rather than overwrite newer sums with older ones);
 2. read each marker's ``generation``;
 3. compute the days' components with the live expressions and upsert ``PnlDay``;
-4. delete each marker only if its generation is still the one read in 2.
+4. delete each marker only if its generation is still the one read in 2 and no write in flight
+   holds it (``FOR UPDATE SKIP LOCKED``).
 
 A write that commits after the computation's snapshot has bumped the generation (its trigger
 runs inside the write's transaction, before it commits), so its marker survives 4 and the day is
 recomputed next time; until then readers compute it live. A write still in flight at 4 holds the
-marker's row lock, so the delete waits for it and then sees the new generation.
+marker's row lock: the refresh skips that marker rather than wait, so it never waits for a writer.
 """
 
 from __future__ import annotations
@@ -78,27 +79,30 @@ def pnl_days_refresh(*, client_id: int | None = None, limit: int | None = 2000) 
     left), oldest client id and day first; returns the number of days recomputed. Idempotent and
     safe to run concurrently with writers and with itself (see the module docstring)."""
     done = 0
-    busy: set[int] = set()  # clients another refresh is working on right now
-    # Markers bumped after this point wait for the next run: a day written to all the time (today)
-    # is then recomputed once per run, not again and again.
-    newest = PnlDirtyDay.objects.order_by("-generation").values_list("generation", flat=True).first()
-    while newest is not None and (limit is None or done < limit):
+    # A cursor over (client, day): each marker is visited at most once per run, so a day that is
+    # written to all the time (today), or one a write in flight holds, is not recomputed in a loop.
+    after: tuple[int, dt.date] | None = None
+    while limit is None or done < limit:
         batch = BATCH_DAYS if limit is None else min(BATCH_DAYS, limit - done)
         with transaction.atomic():
-            marked = PnlDirtyDay.objects.filter(generation__lte=newest).exclude(client_id__in=busy)
-            marked = marked.order_by("client_id", "day")
+            marked = PnlDirtyDay.objects.order_by("client_id", "day")
             if client_id is not None:
                 marked = marked.filter(client_id=client_id)
+            if after is not None:
+                marked = marked.filter(Q(client_id__gt=after[0]) | Q(client_id=after[0], day__gt=after[1]))
             first = marked.values_list("client_id", flat=True).first()
             if first is None:
                 break
-            if not _refresh_lock(first):
-                busy.add(first)
+            if not _refresh_lock(first):  # another refresh is on this client: leave it the client
+                after = (first, dt.date.max)
                 continue
             markers = list(marked.filter(client_id=first).values_list("day", "generation")[:batch])
-            if markers:
-                _refresh_days(client_id=first, markers=markers)
+            if not markers:  # a refresh that held the lock took them meanwhile
+                after = (first, dt.date.max)
+                continue
+            _refresh_days(client_id=first, markers=markers)
             done += len(markers)
+            after = (first, markers[-1][0])
     return done
 
 
@@ -133,7 +137,10 @@ def _refresh_days(*, client_id: int, markers: list[tuple]) -> None:
     )
     PnlDay.objects.filter(client_id=client_id, day__in=[d for d in days if d not in computed]).delete()
     unchanged = reduce(operator.or_, (Q(day=day, generation=generation) for day, generation in markers))
-    kept = len(markers) - PnlDirtyDay.objects.filter(unchanged, client_id=client_id).delete()[0]
+    # SKIP LOCKED: a marker locked by a write in flight stays (that write bumps it anyway), and the
+    # refresh never waits for a writer, so it can never be half of a deadlock with one.
+    done = PnlDirtyDay.objects.filter(unchanged, client_id=client_id).select_for_update(skip_locked=True)
+    kept = len(markers) - PnlDirtyDay.objects.filter(pk__in=list(done.values_list("pk", flat=True))).delete()[0]
     if kept:
         logger.info(
             "pnl rollup: client %s: %s of %s days written to meanwhile, left marked", client_id, kept, len(days)
