@@ -25,8 +25,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from exchanges.admin import ReadOnlyModelAdmin
 from hedging.models import HedgeBet
+from mmsite.console import ReadOnlyModelAdmin
 from trading.choices import OPEN_ORDER_STATUSES, ControlAction, TradingStatus
 from trading.models import (
     ApiKey,

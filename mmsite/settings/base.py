@@ -143,6 +143,10 @@ CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 90
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    # Recompute stale PnL days (marked by database triggers) so /pnl reads rollups, not live joins.
+    "pnl-days-refresh": {"task": "trading.pnl_days_refresh", "schedule": 60.0, "options": {"expires": 55}},
+}
 
 # --- Auth, i18n, static -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
