@@ -80,6 +80,9 @@ _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
     _db.setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
+    # JIT compiles big aggregate plans for 100+ ms and never pays back on web requests.
+    # PGOPTIONS (libpq's variable) replaces this when set, e.g. '-c jit=off -c work_mem=64MB'.
+    _db.setdefault("OPTIONS", {})["options"] = env.str("PGOPTIONS", default="-c jit=off")
     # Parallel test runs (several developers on one machine) need distinct test databases.
     _db.setdefault("TEST", {})["NAME"] = "test_mmsite" + env.str("TEST_DB_SUFFIX", default="")
 else:
@@ -167,7 +170,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["mmsite.api.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "mmsite.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "mmsite.api.errors.exception_handler",
