@@ -56,19 +56,19 @@ def paginate(
     page: PageRequest,
     render: Callable[[Sequence[Any]], list[dict[str, Any]]],
     *,
-    fetch: Callable[[list[Any]], Sequence[Any]] | None = None,
+    fetch: Callable[[QuerySet], Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
     """Count, slice and render one page of ``queryset`` into the envelope.
 
-    With ``fetch``, the page is found as primary keys first (an index-only walk past the OFFSET)
-    and ``fetch(pks)`` loads just those rows, in that order; deep pages then cost little more
-    than the first one.
+    With ``fetch``, the page's primary keys are a sliced subquery (an index-only walk past the
+    OFFSET, when an index covers the filter and order) and ``fetch(pk_subquery)`` loads just those
+    rows in one statement, in ``queryset``'s order: deep pages cost little more than the first.
     """
     total = queryset.count()
     rows: Sequence[Any] = []
     if page.offset < total:
         window = slice(page.offset, page.offset + page.page_size)
-        rows = fetch(list(queryset.values_list("pk", flat=True)[window])) if fetch else list(queryset[window])
+        rows = fetch(queryset.values("pk")[window]) if fetch else list(queryset[window])
     return {
         "data": render(rows),
         "total": total,

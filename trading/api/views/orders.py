@@ -40,8 +40,8 @@ class OrderListView(ClientAPIView):
         qs = apply_filters(OrderFilter, request.query_params, selectors.orders_for_client(client=self.client))
         client, columns = self.client, ORDER_COLUMNS.values()
 
-        def fetch(ids: list[int]) -> list[dict]:
-            return selectors.order_values_by_ids(client=client, ids=ids, columns=columns)
+        def fetch(pks) -> list[dict]:
+            return selectors.order_values_page(client=client, pks=pks, columns=columns)
 
         return Response(paginate(qs, page, render_order_values, fetch=fetch))
 
