@@ -1,11 +1,4 @@
-"""Celery tasks of the MM engine: thin wrappers that call services (JSON arguments only).
-
-Beat entry for the PnL rollup (settings are owned elsewhere; add it there)::
-
-    CELERY_BEAT_SCHEDULE = {
-        "pnl-days-refresh": {"task": "trading.pnl_days_refresh", "schedule": 60.0, "options": {"expires": 55}},
-    }
-"""
+"""The PnL rollup refresh (scheduled in CELERY_BEAT_SCHEDULE, mmsite/settings/base.py)."""
 
 from __future__ import annotations
 
