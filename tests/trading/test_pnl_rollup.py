@@ -35,7 +35,7 @@ from trading.selectors.pnl import (
 )
 from trading.services import pnl as pnl_service
 from trading.services.pnl import _refresh_days, pnl_days_mark, pnl_days_rebuild, pnl_days_refresh
-from trading.tasks import pnl_days_refresh_task
+from trading.tasks.pnl import pnl_days_refresh_task
 
 D = Decimal
 UTC = dt.UTC
