@@ -1,0 +1,1 @@
+"""Celery tasks: fills (see trading/tasks/__init__.py)."""

@@ -1,0 +1,1 @@
+"""Celery tasks: placement (see trading/tasks/__init__.py)."""
