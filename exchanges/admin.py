@@ -10,7 +10,7 @@ from django.contrib import admin
 
 from mmsite.console import ReadOnlyModelAdmin
 
-from .models import SimVenueOrder, SimVenueTrade
+from .models import Hold, LedgerAccount, LedgerTransaction, Posting, SimVenueOrder, SimVenueTrade
 
 
 class SimVenueTradeInline(admin.TabularInline):
@@ -55,4 +55,59 @@ class SimVenueTradeAdmin(ReadOnlyModelAdmin):
     list_select_related = ("order",)
     search_fields = ("=trade_id", "=order__venue_order_id", "=order__client_order_id", "order__account")
     date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+
+
+# --- the ledger: read-only, its rows change only through exchanges.ledger.services --------------------------
+
+
+class PostingInline(admin.TabularInline):
+    model = Posting
+    extra = 0
+    can_delete = False
+    fields = ("account", "amount")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("account")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(LedgerAccount)
+class LedgerAccountAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "owner_type", "owner_id", "asset", "mode", "balance", "held", "available", "is_system")
+    list_filter = ("mode", "asset", "owner_type", "is_system")
+    search_fields = ("=owner_id", "owner_type", "=asset")
+    ordering = ("owner_type", "owner_id", "asset", "mode")
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "kind", "idempotency_key", "mode", "memo", "created_at")
+    list_filter = ("kind", "mode")
+    search_fields = ("=idempotency_key", "memo")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    inlines = (PostingInline,)
+
+
+@admin.register(Posting)
+class PostingAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "transaction", "account", "amount")
+    list_select_related = ("transaction", "account")
+    search_fields = ("=transaction__idempotency_key", "=account__owner_id")
+    ordering = ("-id",)
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "reference", "account", "amount", "remaining", "captured", "released", "status", "created_at")
+    list_select_related = ("account",)
+    list_filter = ("status",)
+    search_fields = ("=reference", "=account__owner_id")
     ordering = ("-created_at", "-id")

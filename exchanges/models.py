@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from .choices import Exchange
+from .ledger.models import Hold, LedgerAccount, LedgerTransaction, Posting
 
 
 class SimVenueOrderStatus(models.TextChoices):
@@ -57,4 +58,13 @@ class SimVenueTrade(models.Model):
         return f"{self.trade_id} {self.size}@{self.price}"
 
 
-__all__ = ["Exchange", "SimVenueOrder", "SimVenueOrderStatus", "SimVenueTrade"]
+__all__ = [
+    "Exchange",
+    "Hold",
+    "LedgerAccount",
+    "LedgerTransaction",
+    "Posting",
+    "SimVenueOrder",
+    "SimVenueOrderStatus",
+    "SimVenueTrade",
+]

@@ -1,0 +1,338 @@
+"""Every write to the ledger. Keyword-only; each function is one ``transaction.atomic()``.
+
+Lock order (the only one, so two writers never deadlock): the accounts involved, ascending by id
+(:func:`lock_accounts`), then the hold if any (:func:`lock_hold`). A refusal raises a
+:class:`~exchanges.ledger.exceptions.LedgerError` subclass before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .choices import OPEN_HOLD_STATUSES, QUANTUM, HoldStatus, Mode, OwnerType, TxKind
+from .exceptions import HoldNotOpen, IdempotencyConflict, InsufficientFunds, InvalidLegs, LedgerError
+from .models import Hold, LedgerAccount, LedgerTransaction, Posting
+
+Leg = tuple[LedgerAccount | int, Decimal]
+ZERO = Decimal("0")
+
+WORLD = "world"
+FEES = "fees"
+
+
+# --- accounts ----------------------------------------------------------------------------------------------
+
+
+def account_get_or_create(
+    *, owner_type: str, owner_id: str, asset: str, mode: str = Mode.LIVE, is_system: bool = False
+) -> LedgerAccount:
+    """The account of ``owner`` for ``asset`` in ``mode`` (live and paper are separate accounts)."""
+    if mode not in Mode.values:
+        raise InvalidLegs(f"unknown mode {mode!r}")
+    if not owner_type or not owner_id or not asset:
+        raise InvalidLegs("owner_type, owner_id and asset are required")
+    account, _ = LedgerAccount.objects.get_or_create(
+        owner_type=owner_type,
+        owner_id=str(owner_id),
+        asset=asset.upper(),
+        mode=mode,
+        defaults={"is_system": is_system},
+    )
+    return account
+
+
+def world_account(*, asset: str, mode: str = Mode.LIVE) -> LedgerAccount:
+    """The outside world for ``asset``: deposits come from it, withdrawals go to it (may go negative)."""
+    return account_get_or_create(owner_type=OwnerType.SYSTEM, owner_id=WORLD, asset=asset, mode=mode, is_system=True)
+
+
+def fee_account(*, asset: str, mode: str = Mode.LIVE) -> LedgerAccount:
+    """The platform's fee income for ``asset``."""
+    return account_get_or_create(owner_type=OwnerType.PLATFORM, owner_id=FEES, asset=asset, mode=mode)
+
+
+def lock_accounts(ids: Iterable[int]) -> dict[int, LedgerAccount]:
+    """``SELECT ... FOR UPDATE`` the accounts ``ids`` in ascending id order. Call inside ``atomic()``."""
+    wanted = sorted(set(ids))
+    rows = list(LedgerAccount.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+    if len(rows) != len(wanted):
+        raise InvalidLegs(f"unknown account among {wanted}")
+    return {a.pk: a for a in rows}
+
+
+def lock_hold(hold_id: int) -> Hold:
+    """``SELECT ... FOR UPDATE`` one hold; call after locking its account (:func:`lock_accounts`)."""
+    return Hold.objects.select_for_update().get(pk=hold_id)
+
+
+# --- validation --------------------------------------------------------------------------------------------
+
+
+def _amount(value: Any, *, what: str = "amount") -> Decimal:
+    """``value`` as an exact Decimal on the ledger quantum; floats and finer values are refused, not rounded."""
+    if isinstance(value, float) or isinstance(value, bool):
+        raise InvalidLegs(f"{what} must be a Decimal, not {type(value).__name__}")
+    try:
+        d = Decimal(value)
+    except (ArithmeticError, ValueError, TypeError) as exc:
+        raise InvalidLegs(f"{what} {value!r} is not a number") from exc
+    if not d.is_finite() or d.quantize(QUANTUM) != d:
+        raise InvalidLegs(f"{what} {value!r} is not a multiple of {QUANTUM}")
+    return d.quantize(QUANTUM)
+
+
+def _positive(value: Any, *, what: str = "amount") -> Decimal:
+    d = _amount(value, what=what)
+    if d <= 0:
+        raise InvalidLegs(f"{what} must be positive, got {d}")
+    return d
+
+
+def _account_id(account: LedgerAccount | int) -> int:
+    return account.pk if isinstance(account, LedgerAccount) else int(account)
+
+
+def _normalize_legs(legs: Sequence[Leg]) -> list[tuple[int, Decimal]]:
+    out: list[tuple[int, Decimal]] = []
+    for account, amount in legs:
+        d = _amount(amount)
+        if d == 0:
+            raise InvalidLegs("a leg of zero")
+        out.append((_account_id(account), d))
+    if len(out) < 2:
+        raise InvalidLegs("a transaction needs at least two legs")
+    if len({a for a, _ in out}) != len(out):
+        raise InvalidLegs("an account appears in two legs")
+    return out
+
+
+def _check_balanced(locked: dict[int, LedgerAccount], legs: list[tuple[int, Decimal]]) -> str:
+    """Per asset the legs sum to zero and every account is in one mode; returns that mode."""
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    modes = set()
+    for account_id, amount in legs:
+        sums[locked[account_id].asset] += amount
+        modes.add(locked[account_id].mode)
+    unbalanced = {asset: s for asset, s in sums.items() if s != 0}
+    if unbalanced:
+        raise InvalidLegs(f"legs do not sum to zero: {unbalanced}")
+    if len(modes) != 1:
+        raise InvalidLegs("legs mix live and paper accounts")
+    return modes.pop()
+
+
+def _apply(locked: dict[int, LedgerAccount], deltas: dict[int, tuple[Decimal, Decimal]]) -> None:
+    """Add ``(balance_delta, held_delta)`` to each locked account: all checked first, then all written."""
+    new: dict[int, tuple[Decimal, Decimal]] = {}
+    for account_id in sorted(deltas):
+        account = locked[account_id]
+        d_balance, d_held = deltas[account_id]
+        balance, held = account.balance + d_balance, account.held + d_held
+        if held < 0:
+            raise LedgerError(f"account {account_id}: held would go negative")
+        if not account.is_system and balance - held < 0:
+            raise InsufficientFunds(account_id=account_id, available=account.available, requested=-(d_balance - d_held))
+        new[account_id] = (balance, held)
+    now = timezone.now()
+    for account_id, (balance, held) in new.items():
+        LedgerAccount.objects.filter(pk=account_id).update(balance=balance, held=held, updated_at=now)
+        locked[account_id].balance, locked[account_id].held = balance, held
+
+
+def _existing(*, idempotency_key: str, kind: str, legs: list[tuple[int, Decimal]]) -> LedgerTransaction | None:
+    """The transaction already written under ``idempotency_key``, if the same movement; else a conflict."""
+    txn = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
+    if txn is None:
+        return None
+    posted = sorted(txn.postings.values_list("account_id", "amount"))
+    if txn.kind != kind or posted != sorted(legs):
+        raise IdempotencyConflict(f"idempotency key {idempotency_key!r} was used for another movement")
+    return txn
+
+
+def _post(
+    *,
+    locked: dict[int, LedgerAccount],
+    idempotency_key: str,
+    kind: str,
+    legs: list[tuple[int, Decimal]],
+    memo: str,
+    metadata: dict | None,
+    held_deltas: dict[int, Decimal] | None = None,
+) -> LedgerTransaction:
+    """Write a transaction of ``legs`` on already locked accounts (the caller checked the key is new)."""
+    mode = _check_balanced(locked, legs)
+    deltas = {a: (amount, (held_deltas or {}).get(a, ZERO)) for a, amount in legs}
+    for a, h in (held_deltas or {}).items():
+        deltas.setdefault(a, (ZERO, h))
+    # Refuse before writing anything: the check in _apply runs before its writes, and it runs first.
+    new_state = {a: (locked[a].balance + b, locked[a].held + h) for a, (b, h) in deltas.items()}
+    for a, (balance, held) in new_state.items():
+        if not locked[a].is_system and balance - held < 0:
+            raise InsufficientFunds(account_id=a, available=locked[a].available, requested=-deltas[a][0])
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent writer of the same key may win
+            txn = LedgerTransaction.objects.create(
+                kind=kind, idempotency_key=idempotency_key, mode=mode, memo=memo, metadata=metadata or {}
+            )
+    except IntegrityError:
+        existing = _existing(idempotency_key=idempotency_key, kind=kind, legs=legs)
+        if existing is None:
+            raise
+        return existing
+    Posting.objects.bulk_create([Posting(transaction=txn, account_id=a, amount=amount) for a, amount in legs])
+    _apply(locked, deltas)
+    return txn
+
+
+# --- transfers ---------------------------------------------------------------------------------------------
+
+
+def transfer(
+    *, idempotency_key: str, kind: str, legs: Sequence[Leg], memo: str = "", metadata: dict | None = None
+) -> LedgerTransaction:
+    """Post one balanced transaction of ``legs`` (``(account, signed amount)``; negative = debit).
+
+    Per asset the amounts sum to zero, none is zero, all accounts are in one mode and each appears
+    once; a non-system account's ``balance - held`` must stay >= 0 (else :class:`InsufficientFunds`
+    and nothing changes). Locks every account, ascending by id. Retrying with the same key and the
+    same legs returns the first transaction and posts nothing; other legs under that key raise
+    :class:`IdempotencyConflict`.
+    """
+    if not idempotency_key:
+        raise InvalidLegs("an idempotency key is required")
+    norm = _normalize_legs(legs)
+    with transaction.atomic():
+        locked = lock_accounts(a for a, _ in norm)
+        existing = _existing(idempotency_key=idempotency_key, kind=kind, legs=norm)
+        if existing is not None:
+            return existing
+        return _post(locked=locked, idempotency_key=idempotency_key, kind=kind, legs=norm, memo=memo, metadata=metadata)
+
+
+def deposit(*, account: LedgerAccount, amount: Decimal, idempotency_key: str, memo: str = "") -> LedgerTransaction:
+    """Credit ``account`` from the outside world (write the deposit's own row first; its id makes the key)."""
+    amount = _positive(amount)
+    world = world_account(asset=account.asset, mode=account.mode)
+    return transfer(
+        idempotency_key=idempotency_key, kind=TxKind.DEPOSIT, legs=[(world, -amount), (account, amount)], memo=memo
+    )
+
+
+def withdraw(*, account: LedgerAccount, amount: Decimal, idempotency_key: str, memo: str = "") -> LedgerTransaction:
+    """Debit ``account`` to the outside world; :class:`InsufficientFunds` if not available."""
+    amount = _positive(amount)
+    world = world_account(asset=account.asset, mode=account.mode)
+    return transfer(
+        idempotency_key=idempotency_key, kind=TxKind.WITHDRAWAL, legs=[(account, -amount), (world, amount)], memo=memo
+    )
+
+
+# --- holds -------------------------------------------------------------------------------------------------
+
+
+def hold_place(*, account: LedgerAccount, amount: Decimal, reference: str) -> Hold:
+    """Set ``amount`` of ``account`` aside for ``reference`` (e.g. ``order:<id>``).
+
+    Locks the account. :class:`InsufficientFunds` if not available. Placing the same reference
+    again with the same amount returns the first hold; another amount raises :class:`IdempotencyConflict`.
+    """
+    amount = _positive(amount)
+    if not reference:
+        raise InvalidLegs("a hold needs a reference")
+    with transaction.atomic():
+        locked = lock_accounts([account.pk])
+        existing = Hold.objects.filter(account_id=account.pk, reference=reference).first()
+        if existing is not None:
+            if existing.amount != amount:
+                raise IdempotencyConflict(f"hold {reference!r} exists with amount {existing.amount}")
+            return existing
+        _apply(locked, {account.pk: (ZERO, amount)})
+        return Hold.objects.create(account_id=account.pk, reference=reference, amount=amount, remaining=amount)
+
+
+def hold_release(*, hold: Hold, amount: Decimal | None = None) -> Hold:
+    """Give back ``amount`` (default: all that remains) of an open hold to its account's available balance.
+
+    Locks the account, then the hold. Releasing all of a hold that is already closed is a no-op
+    (safe to retry); a partial release of a closed hold, or more than remains, raises :class:`HoldNotOpen`.
+    """
+    with transaction.atomic():
+        locked = lock_accounts([hold.account_id])
+        h = lock_hold(hold.pk)
+        if h.status not in OPEN_HOLD_STATUSES:
+            if amount is None:
+                return h
+            raise HoldNotOpen(f"hold {h.reference!r} is {h.status}")
+        amt = h.remaining if amount is None else _positive(amount)
+        if amt > h.remaining:
+            raise HoldNotOpen(f"hold {h.reference!r} has {h.remaining} remaining, asked {amt}")
+        _apply(locked, {h.account_id: (ZERO, -amt)})
+        h.remaining -= amt
+        h.released += amt
+        if h.remaining == 0:
+            h.status = HoldStatus.RELEASED
+        h.save(update_fields=["remaining", "released", "status", "updated_at"])
+        return h
+
+
+def hold_capture(
+    *,
+    hold: Hold,
+    amount: Decimal,
+    to_account: LedgerAccount,
+    idempotency_key: str,
+    fee_account: LedgerAccount | None = None,
+    fee: Decimal = ZERO,
+    kind: str = TxKind.CAPTURE,
+    memo: str = "",
+) -> LedgerTransaction:
+    """Move ``amount`` of the held funds out of the hold's account: ``amount - fee`` to ``to_account``,
+    ``fee`` to ``fee_account``; the rest of the hold stays held (partially captured).
+
+    The fee is the receiver's fee, taken from what it receives (docs/ledger.md). Locks the three
+    accounts ascending by id, then the hold. Retrying with the same key returns the first transaction
+    and captures nothing more.
+    """
+    amount = _positive(amount)
+    fee = _amount(fee, what="fee")
+    if fee < 0 or fee > amount:
+        raise InvalidLegs(f"fee {fee} must be between 0 and the amount {amount}")
+    if fee and fee_account is None:
+        raise InvalidLegs("a fee needs a fee account")
+    if not idempotency_key:
+        raise InvalidLegs("an idempotency key is required")
+    legs: list[Leg] = [(hold.account_id, -amount)]
+    if amount - fee:
+        legs.append((to_account, amount - fee))
+    if fee:
+        legs.append((fee_account, fee))  # type: ignore[arg-type]
+    norm = _normalize_legs(legs)
+    with transaction.atomic():
+        locked = lock_accounts(a for a, _ in norm)
+        h = lock_hold(hold.pk)
+        existing = _existing(idempotency_key=idempotency_key, kind=kind, legs=norm)
+        if existing is not None:
+            return existing
+        if h.status not in OPEN_HOLD_STATUSES or amount > h.remaining:
+            raise HoldNotOpen(f"hold {h.reference!r} ({h.status}) has {h.remaining} remaining, asked {amount}")
+        txn = _post(
+            locked=locked,
+            idempotency_key=idempotency_key,
+            kind=kind,
+            legs=norm,
+            memo=memo,
+            metadata={"hold": h.pk, "reference": h.reference},
+            held_deltas={h.account_id: -amount},
+        )
+        h.remaining -= amount
+        h.captured += amount
+        h.status = HoldStatus.CAPTURED if h.remaining == 0 else HoldStatus.PARTIALLY_CAPTURED
+        h.save(update_fields=["remaining", "captured", "status", "updated_at"])
+        return txn
