@@ -282,6 +282,66 @@ def hold_release(*, hold: Hold, amount: Decimal | None = None) -> Hold:
         return h
 
 
+def _capture_legs(
+    *, hold: Hold, amount: Decimal, to_account: LedgerAccount, fee_account: LedgerAccount | None, fee: Decimal
+) -> tuple[Decimal, list[Leg]]:
+    """The legs that move ``amount`` out of ``hold``: ``amount - fee`` to ``to_account``, ``fee`` to ``fee_account``."""
+    amount = _positive(amount)
+    fee = _amount(fee, what="fee")
+    if fee < 0 or fee > amount:
+        raise InvalidLegs(f"fee {fee} must be between 0 and the amount {amount}")
+    if fee and fee_account is None:
+        raise InvalidLegs("a fee needs a fee account")
+    legs: list[Leg] = [(hold.account_id, -amount)]
+    if amount - fee:
+        legs.append((to_account, amount - fee))
+    if fee:
+        legs.append((fee_account, fee))  # type: ignore[arg-type]
+    return amount, legs
+
+
+def _capture(
+    *, captures: list[tuple[Hold, Decimal]], legs: list[Leg], idempotency_key: str, kind: str, memo: str
+) -> LedgerTransaction:
+    """Post ``legs`` as one transaction, taking each ``(hold, amount)`` out of its hold.
+
+    Locks every account of the legs ascending by id, then the holds ascending by id.
+    """
+    if not idempotency_key:
+        raise InvalidLegs("an idempotency key is required")
+    norm = _normalize_legs(legs)
+    if len({h.pk for h, _ in captures}) != len(captures):
+        raise InvalidLegs("a hold appears twice")
+    with transaction.atomic():
+        locked = lock_accounts(a for a, _ in norm)
+        locked_holds = {h.pk: lock_hold(h.pk) for h in sorted((h for h, _ in captures), key=lambda h: h.pk)}
+        existing = _existing(idempotency_key=idempotency_key, kind=kind, legs=norm)
+        if existing is not None:
+            return existing
+        held_deltas: dict[int, Decimal] = defaultdict(Decimal)
+        for hold, amount in captures:
+            h = locked_holds[hold.pk]
+            if h.status not in OPEN_HOLD_STATUSES or amount > h.remaining:
+                raise HoldNotOpen(f"hold {h.reference!r} ({h.status}) has {h.remaining} remaining, asked {amount}")
+            held_deltas[h.account_id] -= amount
+        txn = _post(
+            locked=locked,
+            idempotency_key=idempotency_key,
+            kind=kind,
+            legs=norm,
+            memo=memo,
+            metadata={"holds": {locked_holds[h.pk].reference: str(amount) for h, amount in captures}},
+            held_deltas=dict(held_deltas),
+        )
+        for hold, amount in captures:
+            h = locked_holds[hold.pk]
+            h.remaining -= amount
+            h.captured += amount
+            h.status = HoldStatus.CAPTURED if h.remaining == 0 else HoldStatus.PARTIALLY_CAPTURED
+            h.save(update_fields=["remaining", "captured", "status", "updated_at"])
+        return txn
+
+
 def hold_capture(
     *,
     hold: Hold,
@@ -296,43 +356,51 @@ def hold_capture(
     """Move ``amount`` of the held funds out of the hold's account: ``amount - fee`` to ``to_account``,
     ``fee`` to ``fee_account``; the rest of the hold stays held (partially captured).
 
-    The fee is the receiver's fee, taken from what it receives (docs/ledger.md). Locks the three
-    accounts ascending by id, then the hold. Retrying with the same key returns the first transaction
-    and captures nothing more.
+    The fee is the receiver's fee, taken from what it receives (docs/ledger.md). Locks the accounts
+    ascending by id, then the hold. Retrying with the same key returns the first transaction and
+    captures nothing more.
     """
-    amount = _positive(amount)
-    fee = _amount(fee, what="fee")
-    if fee < 0 or fee > amount:
-        raise InvalidLegs(f"fee {fee} must be between 0 and the amount {amount}")
-    if fee and fee_account is None:
-        raise InvalidLegs("a fee needs a fee account")
-    if not idempotency_key:
-        raise InvalidLegs("an idempotency key is required")
-    legs: list[Leg] = [(hold.account_id, -amount)]
-    if amount - fee:
-        legs.append((to_account, amount - fee))
-    if fee:
-        legs.append((fee_account, fee))  # type: ignore[arg-type]
-    norm = _normalize_legs(legs)
-    with transaction.atomic():
-        locked = lock_accounts(a for a, _ in norm)
-        h = lock_hold(hold.pk)
-        existing = _existing(idempotency_key=idempotency_key, kind=kind, legs=norm)
-        if existing is not None:
-            return existing
-        if h.status not in OPEN_HOLD_STATUSES or amount > h.remaining:
-            raise HoldNotOpen(f"hold {h.reference!r} ({h.status}) has {h.remaining} remaining, asked {amount}")
-        txn = _post(
-            locked=locked,
-            idempotency_key=idempotency_key,
-            kind=kind,
-            legs=norm,
-            memo=memo,
-            metadata={"hold": h.pk, "reference": h.reference},
-            held_deltas={h.account_id: -amount},
-        )
-        h.remaining -= amount
-        h.captured += amount
-        h.status = HoldStatus.CAPTURED if h.remaining == 0 else HoldStatus.PARTIALLY_CAPTURED
-        h.save(update_fields=["remaining", "captured", "status", "updated_at"])
-        return txn
+    amount, legs = _capture_legs(hold=hold, amount=amount, to_account=to_account, fee_account=fee_account, fee=fee)
+    return _capture(captures=[(hold, amount)], legs=legs, idempotency_key=idempotency_key, kind=kind, memo=memo)
+
+
+def trade_settle(
+    *,
+    idempotency_key: str,
+    buyer_hold: Hold,
+    seller_hold: Hold,
+    quote_amount: Decimal,
+    base_qty: Decimal,
+    buyer_base_account: LedgerAccount,
+    seller_quote_account: LedgerAccount,
+    buyer_fee: Decimal = ZERO,
+    seller_fee: Decimal = ZERO,
+    base_fee_account: LedgerAccount | None = None,
+    quote_fee_account: LedgerAccount | None = None,
+    memo: str = "",
+) -> LedgerTransaction:
+    """Settle one trade as one transaction balanced in both assets.
+
+    ``quote_amount`` leaves the buyer's quote hold (``seller_fee`` of it to ``quote_fee_account``, the
+    rest to the seller) and ``base_qty`` leaves the seller's base hold (``buyer_fee`` of it to
+    ``base_fee_account``, the rest to the buyer): each side pays its fee in the asset it receives.
+    Locks all accounts of both assets ascending by id, then both holds; key it on the trade id so a
+    replayed fill settles once. A self-trade (one account on both sides) is refused.
+    """
+    quote_amount, quote_legs = _capture_legs(
+        hold=buyer_hold,
+        amount=quote_amount,
+        to_account=seller_quote_account,
+        fee_account=quote_fee_account,
+        fee=seller_fee,
+    )
+    base_qty, base_legs = _capture_legs(
+        hold=seller_hold, amount=base_qty, to_account=buyer_base_account, fee_account=base_fee_account, fee=buyer_fee
+    )
+    return _capture(
+        captures=[(buyer_hold, quote_amount), (seller_hold, base_qty)],
+        legs=quote_legs + base_legs,
+        idempotency_key=idempotency_key,
+        kind=TxKind.TRADE,
+        memo=memo,
+    )

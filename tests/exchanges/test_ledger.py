@@ -305,6 +305,71 @@ def test_partial_release_keeps_the_hold_open():
         services.hold_release(hold=hold, amount=D("7"))
 
 
+def trading_pair(owner: str, mode: str = Mode.LIVE) -> tuple[LedgerAccount, LedgerAccount]:
+    """``owner``'s (quote, base) accounts on a VAIX/USDC market."""
+    return acct(owner, "USDC", mode), acct(owner, "VAIX", mode)
+
+
+@pytest.mark.django_db
+def test_a_trade_settles_as_one_transaction_balanced_in_both_assets_with_fees_in_the_received_asset():
+    (a_usdc, a_vaix), (b_usdc, b_vaix) = trading_pair("alice"), trading_pair("bob")
+    fund(a_usdc, "100")
+    fund(b_vaix, "1000")
+    buy = services.hold_place(account=a_usdc, amount=D("60"), reference="order:buy")  # 120 VAIX at 0.5
+    sell = services.hold_place(account=b_vaix, amount=D("100"), reference="order:sell")
+    quote, base = D("0.5") * 100, D("100")
+    buyer_fee = fees.trade_fee(notional=base, is_maker=False)  # taker pays 20 bps in VAIX
+    seller_fee = fees.trade_fee(notional=quote, is_maker=True)  # maker pays 10 bps in USDC
+    kwargs = dict(
+        idempotency_key="trade:vaix:1",
+        buyer_hold=buy,
+        seller_hold=sell,
+        quote_amount=quote,
+        base_qty=base,
+        buyer_base_account=a_vaix,
+        seller_quote_account=b_usdc,
+        buyer_fee=buyer_fee,
+        seller_fee=seller_fee,
+        base_fee_account=services.fee_account(asset="VAIX"),
+        quote_fee_account=services.fee_account(asset="USDC"),
+    )
+
+    txn = services.trade_settle(**kwargs)
+    assert services.trade_settle(**kwargs).pk == txn.pk  # a replayed trade settles once
+
+    assert txn.postings.count() == 6
+    assert state(a_usdc) == (D("50"), D("10"), D("40"))  # 10 still held for the unfilled 20 VAIX
+    assert state(a_vaix)[0] == D("99.8")
+    assert state(b_vaix) == (D("900"), D("0"), D("900"))
+    assert state(b_usdc)[0] == D("49.95")
+    assert state(services.fee_account(asset="VAIX"))[0] == D("0.2")
+    assert state(services.fee_account(asset="USDC"))[0] == D("0.05")
+    buy.refresh_from_db()
+    sell.refresh_from_db()
+    assert (buy.status, sell.status) == (HoldStatus.PARTIALLY_CAPTURED, HoldStatus.CAPTURED)
+    assert_sound()
+
+
+@pytest.mark.django_db
+def test_a_self_trade_is_refused_by_the_ledger():
+    a_usdc, a_vaix = trading_pair("alice")
+    fund(a_usdc, "100")
+    fund(a_vaix, "100")
+    buy = services.hold_place(account=a_usdc, amount=D("10"), reference="order:buy")
+    sell = services.hold_place(account=a_vaix, amount=D("10"), reference="order:sell")
+    with pytest.raises(InvalidLegs):
+        services.trade_settle(
+            idempotency_key="self",
+            buyer_hold=buy,
+            seller_hold=sell,
+            quote_amount=D("5"),
+            base_qty=D("10"),
+            buyer_base_account=a_vaix,
+            seller_quote_account=a_usdc,
+        )
+    assert state(a_usdc) == (D("100"), D("10"), D("90"))
+
+
 def test_fee_schedule_rounds_up_and_prefers_the_most_specific_entry():
     custom = {
         ("vaix", "default"): fees.FeeSchedule(maker_bps=D("1"), taker_bps=D("2")),
@@ -536,4 +601,33 @@ def test_concurrent_holds_captures_and_retries_of_one_key_stay_exact():
     assert held == D("50") + 15 * len(placed)
     assert available >= 0
     assert state(bob)[0] == D("7")
+    assert_sound()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_opposite_trades_between_two_traders_settle_concurrently_without_deadlock():
+    (a_usdc, a_vaix), (b_usdc, b_vaix) = trading_pair("alice"), trading_pair("bob")
+    for account in (a_usdc, a_vaix, b_usdc, b_vaix):
+        fund(account, "1000")
+
+    def settle(i: int, buyer: tuple, seller: tuple):
+        buy = services.hold_place(account=buyer[0], amount=D("5"), reference=f"order:b{i}")
+        sell = services.hold_place(account=seller[1], amount=D("10"), reference=f"order:s{i}")
+        return services.trade_settle(
+            idempotency_key=f"trade:{i}",
+            buyer_hold=buy,
+            seller_hold=sell,
+            quote_amount=D("5"),
+            base_qty=D("10"),
+            buyer_base_account=buyer[1],
+            seller_quote_account=seller[0],
+        )
+
+    alice, bob = (a_usdc, a_vaix), (b_usdc, b_vaix)
+    results = run_in_parallel(*[(lambda i=i: settle(i, *((alice, bob) if i % 2 else (bob, alice)))) for i in range(10)])
+
+    assert all(isinstance(r, LedgerTransaction) for r in results), results
+    for account in (a_usdc, a_vaix, b_usdc, b_vaix):
+        assert state(account) == (D("1000"), D("0"), D("1000"))  # five trades each way cancel out
     assert_sound()
