@@ -159,3 +159,27 @@ def place_resting_order(*, account: ExchangeAccount | None = None, **fields) -> 
         )
     )
     return OrderFactory(account=account, client_order_id=coid, exchange_order_id=venue_order.venue_order_id, **fields)
+
+
+class OutcomeMarketFactory(factory.django.DjangoModelFactory):
+    """Where an outcome trades on a venue (the engine quotes only outcomes that have one)."""
+
+    class Meta:
+        model = "trading.OutcomeMarket"
+
+    fixture = factory.SubFactory(FixtureFactory)
+    outcome_id = 161
+    player_id = 0
+    exchange = Exchange.POLYMARKET
+    exchange_outcome_id = factory.Sequence(lambda n: f"tok-{n}")
+
+
+class QuotingRuleFactory(factory.django.DjangoModelFactory):
+    """An account quoting a tournament (or a fixture, or everything)."""
+
+    class Meta:
+        model = "trading.QuotingRule"
+
+    account = factory.SubFactory(AccountFactory)
+    tournament = None
+    fixture = None

@@ -35,9 +35,13 @@ from trading.models import (
     ExchangeAccount,
     Fill,
     Fixture,
+    LiveQuote,
     Order,
+    OutcomeMarket,
+    PlacementAttempt,
     PnlDay,
     PnlDirtyDay,
+    QuotingRule,
     SystemTradingState,
     Tournament,
     TradingControlEvent,
@@ -656,6 +660,51 @@ class PnlDirtyDayAdmin(ReadOnlyModelAdmin):
     list_display = ("client", "day", "generation", "marked_at")
     list_select_related = ("client",)
     list_filter = ("client",)
+
+
+# --- quoting (configuration: where and what the engine quotes; state: the live quote per key) ----------------
+
+
+@admin.register(OutcomeMarket)
+class OutcomeMarketAdmin(admin.ModelAdmin):
+    list_display = ("fixture", "outcome_id", "player_id", "exchange", "exchange_outcome_id", "active")
+    list_select_related = ("fixture",)
+    list_filter = ("exchange", "active")
+    search_fields = ("fixture__fixture_id", "=exchange_outcome_id")
+    raw_id_fields = ("fixture",)
+    readonly_fields = ("created_at", "updated_at")
+
+
+@admin.register(QuotingRule)
+class QuotingRuleAdmin(admin.ModelAdmin):
+    list_display = ("account", "tournament", "fixture", "enabled")
+    list_select_related = ("account", "tournament", "fixture")
+    list_filter = ("enabled",)
+    raw_id_fields = ("account", "tournament", "fixture")
+    readonly_fields = ("created_at", "updated_at")
+
+
+@admin.register(LiveQuote)
+class LiveQuoteAdmin(ReadOnlyModelAdmin):
+    list_display = (
+        "client",
+        "account",
+        "fixture",
+        "outcome_id",
+        "player_id",
+        "order",
+        "seq",
+        "last_action",
+        "last_reason",
+    )
+    list_select_related = ("client", "account", "fixture", "order")
+    list_filter = ("last_action", "client")
+
+
+@admin.register(PlacementAttempt)
+class PlacementAttemptAdmin(ReadOnlyModelAdmin):
+    list_display = ("order", "sent", "last_error", "updated_at")
+    list_select_related = ("order",)
 
 
 # --- system controls ------------------------------------------------------------------------------------------

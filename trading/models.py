@@ -468,3 +468,106 @@ class PnlDirtyDay(models.Model):
 
     def __str__(self) -> str:
         return f"PnL of {self.client} on {self.day} (stale)"
+
+
+# --- quoting: where the engine quotes, for whom, and the one live quote per key -----------------------------
+
+
+class OutcomeMarket(models.Model):
+    """Where a bookmaker outcome trades on a venue: (fixture, outcome, player, exchange) -> the
+    venue's market id (``exchangeOutcomeId``). Reference data shared by every client, like
+    fixtures; the engine quotes only outcomes that have one."""
+
+    fixture = models.ForeignKey(Fixture, on_delete=models.CASCADE, related_name="outcome_markets")
+    outcome_id = models.IntegerField()
+    player_id = models.IntegerField(default=0)
+    exchange = models.CharField(max_length=32, choices=Exchange.choices)
+    exchange_outcome_id = models.CharField(max_length=128, help_text="The venue's market/outcome id")
+    active = models.BooleanField(default=True, help_text="Quote this market (off: the engine cancels and skips it)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["fixture", "outcome_id", "player_id", "exchange"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fixture", "outcome_id", "player_id", "exchange"], name="outcomemarket_unique_key"
+            ),
+            models.CheckConstraint(condition=Q(exchange__in=Exchange.values), name="outcomemarket_exchange_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.fixture_id}:{self.outcome_id}:{self.player_id} on {self.exchange}: {self.exchange_outcome_id}"
+
+
+class QuotingRule(models.Model):
+    """Which fixtures an exchange account quotes. A rule with neither tournament nor fixture covers
+    every fixture; ``Client.quote_all_fixtures`` covers every fixture for all the client's accounts."""
+
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.CASCADE, related_name="quoting_rules")
+    tournament = models.ForeignKey(
+        Tournament, on_delete=models.CASCADE, related_name="quoting_rules", null=True, blank=True
+    )
+    fixture = models.ForeignKey(Fixture, on_delete=models.CASCADE, related_name="quoting_rules", null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(tournament__isnull=True) | Q(fixture__isnull=True), name="quotingrule_one_scope"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.fixture or self.tournament or "every fixture"
+        return f"{self.account} quotes {scope}"
+
+
+class LiveQuote(models.Model):
+    """The quote key (client, exchange account, fixture, outcome, player), unique, and the order
+    that is its live quote now (null: nothing resting). The engine locks this row for every
+    decision on the key, so two price updates for one key are serialized and at most one order
+    per key is open. ``seq`` numbers the key's orders (part of their client order ids)."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="live_quotes")
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.CASCADE, related_name="live_quotes")
+    fixture = models.ForeignKey(Fixture, on_delete=models.CASCADE, related_name="live_quotes")
+    outcome_id = models.IntegerField()
+    player_id = models.IntegerField(default=0)
+    order = models.OneToOneField(Order, on_delete=models.SET_NULL, related_name="live_quote", null=True, blank=True)
+    seq = models.PositiveIntegerField(default=0, help_text="Orders written for this key so far")
+    last_action = models.CharField(max_length=16, blank=True, default="")
+    last_reason = models.CharField(max_length=64, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "fixture", "outcome_id", "player_id"], name="livequote_unique_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"quote {self.account} {self.fixture_id}:{self.outcome_id}:{self.player_id}"
+
+
+class PlacementAttempt(models.Model):
+    """How many times a place was *sent* for an order, committed before each venue call. An order
+    still PENDING_PLACEMENT with ``sent`` > 0 may be at the venue: the next step asks the venue
+    (``order_status`` by client order id) before anything is sent again."""
+
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="placement_attempt")
+    sent = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"placement of order {self.order_id}: {self.sent} sent"

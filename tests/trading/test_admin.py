@@ -31,7 +31,11 @@ from trading.models import (
     Client,
     ClientTradingState,
     ExchangeAccount,
+    LiveQuote,
     Order,
+    OutcomeMarket,
+    PlacementAttempt,
+    QuotingRule,
     SystemTradingState,
     TradingControlEvent,
 )
@@ -96,6 +100,12 @@ def data(db):
     SystemTradingState.get()
     pnl_days_rebuild()  # a PnL rollup row ...
     pnl_days_mark()  # ... and its stale marker
+    OutcomeMarket.objects.create(fixture=fixture, outcome_id=111, exchange=account.exchange, exchange_outcome_id="tok1")
+    QuotingRule.objects.create(account=account, tournament=fixture.tournament)
+    LiveQuote.objects.create(
+        client=client, account=account, fixture=fixture, outcome_id=111, order=open_orders[0], seq=1
+    )
+    PlacementAttempt.objects.create(order=open_orders[0], sent=1)
     return {
         "client": client,
         "account": account,
