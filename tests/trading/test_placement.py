@@ -185,6 +185,20 @@ def test_stale_order_the_venue_never_saw_is_failed_not_sent(venue):
     assert at_venue(order) == [] and len(sent) == 1
 
 
+def test_a_superseded_send_claim_sends_nothing(venue):
+    """Two workers: A counted send 1, then B asked the venue (nothing there) and counted send 2.
+    A's send must not go out: only B's, which followed a lookup."""
+    from trading.services.placement import _send
+
+    sent = venue(CountingVenue)
+    order = pending()
+    PlacementAttempt.objects.create(order=order, sent=2)
+    assert _send(order_id=order.pk, claimed=1).order_status == OrderStatus.PENDING_PLACEMENT
+    assert sent == []
+    assert _send(order_id=order.pk, claimed=2).order_status == OrderStatus.PLACED
+    assert sent == [order.client_order_id]
+
+
 def test_cancel_of_a_timed_out_placement_cancels_it_at_the_venue(venue):
     venue(LostAnswerVenue)
     order = order_place(order_id=pending().pk)

@@ -142,15 +142,19 @@ def order_place(*, order_id: int, now: dt.datetime | None = None) -> Order:
             attempt.save(update_fields=["sent", "updated_at"])
     if ambiguous:  # a send may have reached the venue: ask it, outside this transaction
         return order_resolve_unknown(order_id=order_id, now=now)
-    return _send(order_id=order_id)
+    return _send(order_id=order_id, claimed=attempt.sent)
 
 
-def _send(*, order_id: int) -> Order:
-    """Send the place (the attempt is already counted) and record the answer."""
+def _send(*, order_id: int, claimed: int) -> Order:
+    """Send the place counted as send number ``claimed`` and record the answer. Only the latest
+    claim sends: if another worker claimed a later send meanwhile (after asking the venue), this
+    one sends nothing, so no send ever follows another without a lookup in between."""
     with transaction.atomic():
         order = lock_order(order_id=order_id)
         if order.order_status != OrderStatus.PENDING_PLACEMENT:
-            return order  # cancelled meanwhile: it never reaches the venue
+            return order  # cancelled or resolved meanwhile: nothing to send
+        if PlacementAttempt.objects.filter(order=order).values_list("sent", flat=True).first() != claimed:
+            return order
         try:
             answer = get_connector(order.exchange).place(_request(order))
         except VenueUnknownOutcome as exc:
@@ -200,7 +204,7 @@ def order_resolve_unknown(*, order_id: int, now: dt.datetime | None = None) -> O
         _throttle(order)
         attempt.sent += 1
         attempt.save(update_fields=["sent", "updated_at"])
-    return _send(order_id=order_id)
+    return _send(order_id=order_id, claimed=attempt.sent)
 
 
 def orders_needing_resolution(*, older_than: dt.timedelta, now: dt.datetime | None = None) -> list[int]:
