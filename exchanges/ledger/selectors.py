@@ -32,6 +32,16 @@ def _off(field: str) -> Q:
     return Q(**{f"{field}__gt": EPS}) | Q(**{f"{field}__lt": -EPS})
 
 
+def owner_balances(*, owner_type: str, owner_id: str, mode: str) -> list[dict]:
+    """``[{asset, balance, held, available}]`` of one owner in one mode, by asset (for balance endpoints)."""
+    return list(
+        LedgerAccount.objects.filter(owner_type=owner_type, owner_id=str(owner_id), mode=mode)
+        .order_by("asset")
+        .annotate(available=F("balance") - F("held"))
+        .values("asset", "balance", "held", "available")
+    )
+
+
 def unbalanced_transactions() -> list[Violation]:
     """Transactions whose postings do not sum to zero in some asset, or that mix modes."""
     rows = (

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from exchanges.ledger import fees, services
 from exchanges.ledger.choices import HoldStatus, Mode, TxKind
 from exchanges.ledger.exceptions import HoldNotOpen, IdempotencyConflict, InsufficientFunds, InvalidLegs
-from exchanges.ledger.selectors import ledger_violations
+from exchanges.ledger.selectors import ledger_violations, owner_balances
 from exchanges.models import Hold, LedgerAccount, LedgerTransaction, Posting
 
 D = Decimal
@@ -41,6 +41,22 @@ def state(account: LedgerAccount) -> tuple[Decimal, Decimal, Decimal]:
 def assert_sound() -> None:
     assert ledger_violations() == []
     call_command("ledger_check", stdout=StringIO(), stderr=StringIO())
+
+
+@pytest.mark.django_db
+def test_owner_balances_list_one_mode_by_asset():
+    usdc, vaix, paper = acct("alice"), acct("alice", asset="vaix"), acct("alice", mode=Mode.PAPER)
+    fund(usdc, "10")
+    fund(vaix, "5")
+    fund(paper, "99")
+    services.hold_place(account=usdc, amount=D("4"), reference="order:1")
+
+    rows = owner_balances(owner_type="trader", owner_id="alice", mode=Mode.LIVE)
+
+    assert [(r["asset"], r["balance"], r["held"], r["available"]) for r in rows] == [
+        ("USDC", D("10"), D("4"), D("6")),
+        ("VAIX", D("5"), D("0"), D("5")),
+    ]
 
 
 # --- transfers ---------------------------------------------------------------------------------------------
@@ -572,6 +588,7 @@ def test_twenty_concurrent_withdrawals_never_overdraw_and_leave_an_exact_balance
 def test_concurrent_holds_captures_and_retries_of_one_key_stay_exact():
     alice, bob = acct("alice"), acct("bob")
     fund(alice, "100")
+    fund(bob, "3")  # bob's transfers back never depend on when the capture lands
     hold = services.hold_place(account=alice, amount=D("60"), reference="order:1")
 
     results = run_in_parallel(
@@ -600,7 +617,8 @@ def test_concurrent_holds_captures_and_retries_of_one_key_stay_exact():
     assert balance == D("93")
     assert held == D("50") + 15 * len(placed)
     assert available >= 0
-    assert state(bob)[0] == D("7")
+    assert state(bob)[0] == D("10")
+    assert all(isinstance(r, LedgerTransaction) for r in results[10:]), results[10:]
     assert_sound()
 
 
@@ -630,4 +648,22 @@ def test_opposite_trades_between_two_traders_settle_concurrently_without_deadloc
     assert all(isinstance(r, LedgerTransaction) for r in results), results
     for account in (a_usdc, a_vaix, b_usdc, b_vaix):
         assert state(account) == (D("1000"), D("0"), D("1000"))  # five trades each way cancel out
+    assert_sound()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_key_used_concurrently_for_different_movements_posts_one_and_refuses_the_other():
+    alice, bob, carol = acct("alice"), acct("bob"), acct("carol")
+    fund(alice, "10")
+    fund(carol, "10")
+
+    results = run_in_parallel(
+        lambda: services.transfer(idempotency_key="k", kind="transfer", legs=[(alice, D("-1")), (bob, D("1"))]),
+        lambda: services.transfer(idempotency_key="k", kind="transfer", legs=[(carol, D("-2")), (bob, D("2"))]),
+    )
+
+    assert sorted(type(r).__name__ for r in results) == ["IdempotencyConflict", "LedgerTransaction"], results
+    assert state(bob)[0] in (D("1"), D("2"))
+    assert state(alice)[0] + state(carol)[0] + state(bob)[0] == D("20")
     assert_sound()
