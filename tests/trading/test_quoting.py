@@ -301,3 +301,34 @@ def test_two_concurrent_price_updates_leave_one_live_quote(setup):
         assert len(open_orders(setup)) == 1
         assert len(venue_open(setup)) <= 1
     assert LiveQuote.objects.filter(account=setup["account"]).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_racing_a_price_update_leaves_nothing_open(setup):
+    """The gate: the engine locks the client's state before writing, so after a stop returns
+    either its sweep cancelled the new order or the engine saw the stop and wrote nothing."""
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(fn):
+        try:
+            barrier.wait(timeout=10)
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    for _ in range(3):
+        threads = [
+            threading.Thread(target=run, args=(lambda: price(setup),)),
+            threading.Thread(target=run, args=(lambda: controls.client_stop(client=setup["client"], actor="t"),)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        assert open_orders(setup) == [] and venue_open(setup) == []
+        controls.client_start(client=setup["client"], actor="t")
