@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from exchanges.connectors.registry import get_connector
 from exchanges.models import SimVenueOrder, SimVenueOrderStatus
 from mmsite.celery import app as celery_app
 from tests.factories import (
@@ -22,7 +23,7 @@ from tests.factories import (
     OutcomeMarketFactory,
     QuotingRuleFactory,
 )
-from trading.choices import FixtureStatus, OrderStatus
+from trading.choices import FixtureStatus, MatchedStatus, OrderStatus
 from trading.models import LiveQuote, Order
 from trading.pricing import PricingConfig
 from trading.services import controls
@@ -31,6 +32,7 @@ from trading.services.quoting import (
     LiveOrder,
     client_order_id_for,
     quote_decide,
+    quote_refresh,
     quotes_cancel_not_quotable,
     quotes_on_price,
 )
@@ -255,6 +257,40 @@ def test_quote_resumes_after_a_stop_is_lifted(setup, django_capture_on_commit_ca
         (decision,) = price(setup)
     assert decision.action == Action.PLACE
     assert len(open_orders(setup)) == 1 and len(venue_open(setup)) == 1
+
+
+def fill_fully(order: Order) -> None:
+    """What the venue and the fill service do when a taker lifts the whole order."""
+    get_connector(order.exchange).match(venue_order_id=order.exchange_order_id, size=order.order_stake)
+    Order.objects.filter(pk=order.pk).update(
+        order_status=OrderStatus.FILLED, matched_status=MatchedStatus.FULLY_MATCHED, matched_stake=order.order_stake
+    )
+
+
+def test_filled_quote_is_reposted_within_the_outcome_cap(setup, django_capture_on_commit_callbacks):
+    setup["account"].max_outcome_stake = Decimal(150)
+    setup["account"].save()
+    with django_capture_on_commit_callbacks(execute=True):
+        price(setup)
+    (first,) = open_orders(setup)
+    fill_fully(first)
+    with django_capture_on_commit_callbacks(execute=True):
+        decision = quote_refresh(order_id=first.pk)
+    assert decision.action == Action.PLACE
+    (second,) = open_orders(setup)
+    assert second.order_stake == Decimal(50)  # 150 cap - 100 matched
+    assert second.order_status == OrderStatus.PLACED and second.client_order_id.endswith("-2")
+    assert LiveQuote.objects.get(account=setup["account"]).order_id == second.pk
+
+
+def test_repost_is_gated_by_the_controls(setup, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        price(setup)
+    (first,) = open_orders(setup)
+    fill_fully(first)
+    controls.client_pause(client=setup["client"], actor="test")
+    assert quote_refresh(order_id=first.pk).reason == "trading_not_allowed"
+    assert open_orders(setup) == []
 
 
 def test_only_accounts_that_quote_the_fixture_and_hedge_on_the_bookmaker_quote(setup):

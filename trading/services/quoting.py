@@ -57,6 +57,7 @@ __all__ = [
     "client_order_id_for",
     "fixture_quotable",
     "quote_decide",
+    "quote_refresh",
     "quote_update",
     "quotes_cancel_not_quotable",
     "quotes_on_price",
@@ -382,6 +383,32 @@ def quotes_on_price(
             )
         )
     return decisions
+
+
+def quote_refresh(*, order_id: int, now: dt.datetime | None = None) -> Decision | None:
+    """Decide again for the key of order ``order_id`` with the bookmaker values recorded on it (the
+    price that triggered it): how a fill is reposted. After a fill the order is FILLED (a new
+    order is placed for the room left under ``max_outcome_stake``) or its open size shrank
+    (replaced when it moved by more than 10 %). Gated like any placement. None when the order's
+    outcome has no market on its exchange or no recorded price."""
+    order = Order.objects.select_related("account", "fixture").get(pk=order_id)
+    market = (
+        OutcomeMarket.objects.filter(
+            fixture=order.fixture, outcome_id=order.outcome_id, player_id=order.player_id, exchange=order.exchange
+        )
+        .select_related("fixture")
+        .first()
+    )
+    if market is None or order.bookmaker_outcome_price is None:
+        return None
+    return quote_update(
+        account=order.account,
+        market=market,
+        odds=order.bookmaker_outcome_price,
+        limit=order.bookmaker_outcome_limit,
+        active=order.bookmaker_outcome_active,
+        now=now,
+    )
 
 
 def quotes_cancel_not_quotable(*, now: dt.datetime | None = None) -> int:
