@@ -541,6 +541,34 @@ def test_every_ledger_model_has_read_only_console_pages(admin_client):
         assert admin_client.get(reverse(f"{name}_add")).status_code == 403, model
 
 
+@pytest.mark.django_db
+def test_ledger_changelist_queries_do_not_grow_with_rows(admin_client):
+    from django.test.utils import CaptureQueriesContext
+
+    def make(n: int, tag: str) -> None:
+        for i in range(n):
+            a, b = acct(f"{tag}a{i}"), acct(f"{tag}b{i}")
+            fund(a, "10")
+            hold = services.hold_place(account=a, amount=D("5"), reference=f"order:{i}")
+            services.hold_capture(hold=hold, amount=D("1"), to_account=b, idempotency_key=f"{tag}c{i}")
+
+    def queries() -> dict[str, int]:
+        counts = {}
+        for model in (LedgerAccount, LedgerTransaction, Posting, Hold):
+            with CaptureQueriesContext(connection) as ctx:
+                resp = admin_client.get(reverse(f"admin:exchanges_{model._meta.model_name}_changelist"))
+                assert resp.status_code == 200
+            counts[model.__name__] = len(ctx)
+        return counts
+
+    make(1, "x")
+    few = queries()
+    make(15, "y")
+    many = queries()
+
+    assert all(many[name] <= few[name] + 2 for name in few), (few, many)
+
+
 # --- PostgreSQL: real concurrent connections ---------------------------------------------------------------
 
 
