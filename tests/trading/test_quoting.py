@@ -5,6 +5,7 @@ and never written while the controls forbid it. Runs against the real simulated 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ from tests.factories import (
     QuotingRuleFactory,
 )
 from trading.choices import FixtureStatus, MatchedStatus, OrderStatus
+from trading.feed.protocol import parse_frame
 from trading.models import LiveQuote, Order
 from trading.pricing import PricingConfig
 from trading.services import controls
@@ -34,6 +36,7 @@ from trading.services.quoting import (
     quote_decide,
     quote_refresh,
     quotes_cancel_not_quotable,
+    quotes_on_odds_update,
     quotes_on_price,
 )
 
@@ -257,6 +260,22 @@ def test_quote_resumes_after_a_stop_is_lifted(setup, django_capture_on_commit_ca
         (decision,) = price(setup)
     assert decision.action == Action.PLACE
     assert len(open_orders(setup)) == 1 and len(venue_open(setup)) == 1
+
+
+def test_an_odds_frame_from_the_feed_quotes_and_a_suspended_market_cancels(setup, django_capture_on_commit_callbacks):
+    def frame(market_active):
+        outcome = {"outcomeId": 161, "marketId": 1, "playerId": 0, "price": 1.808, "limit": 5000, "active": True}
+        outcome["marketActive"] = market_active
+        odds_id = f"{setup['fixture'].fixture_id}:vertex:161:0"
+        payload = {"fixtureId": setup["fixture"].fixture_id, "odds": {"vertex": {odds_id: outcome}}}
+        return parse_frame(json.dumps({"channel": "odds", "type": "UPDATE", "payload": payload}))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        (placed,) = quotes_on_odds_update(frame(True))
+    assert placed.action == Action.PLACE and len(venue_open(setup)) == 1
+    (cancelled,) = quotes_on_odds_update(frame(False))
+    assert (cancelled.action, cancelled.reason) == (Action.CANCEL, "outcome_inactive")
+    assert venue_open(setup) == []
 
 
 def fill_fully(order: Order) -> None:

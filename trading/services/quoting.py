@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from trading.choices import OPEN_ORDER_STATUSES, FixtureStatus, OrderStatus
 from trading.events import publish_order
+from trading.feed.protocol import OddsUpdate
 from trading.models import ExchangeAccount, Fixture, LiveQuote, Order, OutcomeMarket, Tournament
 from trading.pricing import NoQuote, PricingConfig, Quote, quote_sell, requote_needed
 from trading.selectors.controls import trading_allowed
@@ -58,6 +59,7 @@ __all__ = [
     "fixture_quotable",
     "quote_decide",
     "quote_refresh",
+    "quotes_on_odds_update",
     "quote_update",
     "quotes_cancel_not_quotable",
     "quotes_on_price",
@@ -380,6 +382,26 @@ def quotes_on_price(
         decisions.append(
             quote_update(
                 account=account, market=markets[account.exchange], odds=price, limit=limit, active=active, now=now
+            )
+        )
+    return decisions
+
+
+def quotes_on_odds_update(update: OddsUpdate, *, now: dt.datetime | None = None) -> list[Decision]:
+    """Every entry of one parsed ``odds`` frame of the feed through :func:`quotes_on_price`. A
+    suspended market (``marketActive`` false) counts as an inactive side."""
+    decisions: list[Decision] = []
+    for entry in update.entries:
+        decisions.extend(
+            quotes_on_price(
+                fixture_id=entry.fixture_id,
+                bookmaker=entry.bookmaker,
+                outcome_id=entry.outcome_id,
+                player_id=entry.player_id,
+                price=entry.price,
+                limit=entry.limit,
+                active=entry.active and entry.market_active is not False,
+                now=now,
             )
         )
     return decisions
