@@ -156,6 +156,20 @@ def test_sub_tick_move_leaves_the_quote_alone(setup, django_capture_on_commit_ca
     assert Order.objects.filter(account=setup["account"]).count() == 1
 
 
+def test_client_order_ids_stay_unique_if_the_key_row_is_recreated(setup, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        price(setup)
+    (first,) = open_orders(setup)
+    controls.client_stop(client=setup["client"], actor="test")
+    controls.client_start(client=setup["client"], actor="test")
+    LiveQuote.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        (decision,) = price(setup)
+    second = Order.objects.get(pk=decision.order_id)
+    assert second.client_order_id != first.client_order_id and second.client_order_id.endswith("-2")
+    assert second.order_status == OrderStatus.PLACED
+
+
 def test_tick_move_replaces_the_quote(setup, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         price(setup)

@@ -234,7 +234,14 @@ def _write_order(
     limit: Decimal | None,
     active: bool,
 ) -> Order:
+    def coid(n: int) -> str:
+        return client_order_id_for(
+            account=account, fixture=fixture, outcome_id=market.outcome_id, player_id=market.player_id, seq=n
+        )
+
     seq = lq.seq + 1
+    while Order.objects.filter(client_order_id=coid(seq)).exists():  # only if the key row was ever recreated
+        seq += 1
     now = timezone.now()
     order = Order.objects.create(
         client_id=account.client_id,
@@ -243,9 +250,7 @@ def _write_order(
         exchange=account.exchange,
         outcome_id=market.outcome_id,
         player_id=market.player_id,
-        client_order_id=client_order_id_for(
-            account=account, fixture=fixture, outcome_id=market.outcome_id, player_id=market.player_id, seq=seq
-        ),
+        client_order_id=coid(seq),
         exchange_outcome_id=market.exchange_outcome_id,
         order_status=OrderStatus.PENDING_PLACEMENT,
         order_cents=quote.price,
@@ -291,6 +296,7 @@ def quote_update(
         lq = LiveQuote.objects.select_for_update(of=("self",)).select_related("client").get(pk=lq_id)
         fixture = Fixture.objects.select_related("tournament").get(pk=market.fixture_id)
         current = _open_order(lq)
+        order_before = lq.order_id
         quotable, why = fixture_quotable(fixture=fixture, tournament=fixture.tournament, now=now)
         if not market.active:
             quotable, why = False, "market_inactive"
@@ -331,9 +337,11 @@ def quote_update(
                     active=active,
                 )
                 decision = Decision(decision.action, decision.reason, decision.quote, order.pk)
+        before = (lq.last_action, lq.last_reason, order_before)
         lq.last_action = decision.action.value
         lq.last_reason = decision.reason[:64]
-        lq.save(update_fields=["order", "seq", "last_action", "last_reason", "updated_at"])
+        if (lq.last_action, lq.last_reason, lq.order_id) != before:  # no write for an unchanged tick
+            lq.save(update_fields=["order", "seq", "last_action", "last_reason", "updated_at"])
     return decision
 
 
