@@ -146,9 +146,26 @@ CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 90
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
+# Each area's tasks on its own queue (Procfile's worker consumes them all; scale them apart by
+# running workers with -Q placement, -Q fills,hedging, ...). Unlisted tasks go to "default".
+CELERY_TASK_ROUTES = {
+    "trading.order_place": {"queue": "placement"},
+    "trading.orders_resolve_unknown": {"queue": "placement"},
+    "trading.quotes_cancel_not_quotable": {"queue": "placement"},
+    "trading.fills_*": {"queue": "fills"},
+    "hedging.*": {"queue": "hedging"},
+}
 CELERY_BEAT_SCHEDULE = {
     # Recompute stale PnL days (marked by database triggers) so /pnl reads rollups, not live joins.
     "pnl-days-refresh": {"task": "trading.pnl_days_refresh", "schedule": 60.0, "options": {"expires": 55}},
+    # Orders whose placement answer was lost: ask the venue, never resend blindly.
+    "orders-resolve-unknown": {"task": "trading.orders_resolve_unknown", "schedule": 15.0, "options": {"expires": 14}},
+    # Quotes on fixtures that kicked off (pre-match only) or stopped being quotable.
+    "quotes-cancel-not-quotable": {
+        "task": "trading.quotes_cancel_not_quotable",
+        "schedule": 5.0,
+        "options": {"expires": 4.5},
+    },
 }
 
 # --- Auth, i18n, static -------------------------------------------------------------------
