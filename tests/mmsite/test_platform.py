@@ -95,3 +95,16 @@ def test_check_deploy_passes_with_production_settings():
         ALLOWED_HOSTS="mm.example.com",
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_beat_entry_names_a_registered_task_and_every_route_a_known_queue():
+    from django.conf import settings
+
+    from mmsite.celery import app
+
+    app.loader.import_default_modules()
+    missing = [e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] not in app.tasks]
+    assert missing == []
+    procfile_queues = (ROOT / "Procfile").read_text().split("-Q ", 1)[1].split()[0].split(",")
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed <= set(procfile_queues), "a routed queue that no Procfile worker consumes"
