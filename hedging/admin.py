@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from mmsite.console import ReadOnlyModelAdmin
 
-from .models import Bookmaker, HedgeBet
+from .models import Bookmaker, HedgeBet, SimBookmakerBet
 
 
 def _admin_link(viewname: str, pk, text) -> str:
@@ -89,3 +89,12 @@ class HedgeBetAdmin(ReadOnlyModelAdmin):
         if obj.fill_id is None:
             return "-"
         return _admin_link("admin:trading_fill_change", obj.fill_id, obj.fill_id)
+
+
+@admin.register(SimBookmakerBet)
+class SimBookmakerBetAdmin(ReadOnlyModelAdmin):
+    """The simulated bookmaker's own book (what it believes it took), for comparing with hedge bets."""
+
+    list_display = ("bet_id", "idempotency_key", "bookmaker", "selection", "price", "stake", "status", "created_at")
+    list_filter = ("status", "bookmaker")
+    search_fields = ("=bet_id", "=idempotency_key", "selection")

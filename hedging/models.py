@@ -77,3 +77,39 @@ class HedgeBet(models.Model):
 
     def __str__(self) -> str:
         return f"bet {self.pk} {self.placed_stake}@{self.placed_price} {self.bet_status}"
+
+
+class SimBookmakerBetStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PLACED = "placed", "Placed"
+    DECLINED = "declined", "Declined"
+
+
+class SimBookmakerBet(models.Model):
+    """A bet as the simulated bookmaker knows it (the bookmaker's side of the truth).
+
+    Unique on ``idempotency_key``: a second ``place_bet`` with the same key returns this row, as a
+    real bookmaker's idempotent bet endpoint would. Written in its own autocommit transaction by
+    ``hedging.connectors.simulated`` (never as part of the caller's), so a caller that dies after
+    the call still leaves the bookmaker's record behind."""
+
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    bet_id = models.CharField(max_length=64, unique=True)
+    bookmaker = models.CharField(max_length=64)
+    selection = models.CharField(max_length=255)
+    requested_price = models.DecimalField(max_digits=10, decimal_places=4)
+    requested_stake = models.DecimalField(max_digits=18, decimal_places=4)
+    price = models.DecimalField(max_digits=10, decimal_places=4)
+    stake = models.DecimalField(max_digits=18, decimal_places=4)
+    status = models.CharField(max_length=16, choices=SimBookmakerBetStatus.choices)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    status_polls = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "simulated bookmaker bet"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.bet_id} {self.stake}@{self.price} {self.status}"

@@ -100,6 +100,16 @@ def data(db):
     SystemTradingState.get()
     pnl_days_rebuild()  # a PnL rollup row ...
     pnl_days_mark()  # ... and its stale marker
+    from hedging.connectors.simulated import SimulatedBookmaker  # the simulated bookmaker's own bet
+
+    SimulatedBookmaker().place_bet(
+        idempotency_key=bet.idempotency_key,
+        bookmaker="vertex",
+        selection=f"{fixture.fixture_id}:{filled.outcome_id}:0:not",
+        price=bet.placed_price,
+        stake=bet.placed_stake,
+        accept_price_drift=Decimal("0.01"),
+    )
     OutcomeMarket.objects.create(fixture=fixture, outcome_id=111, exchange=account.exchange, exchange_outcome_id="tok1")
     QuotingRule.objects.create(account=account, tournament=fixture.tournament)
     LiveQuote.objects.create(

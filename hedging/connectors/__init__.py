@@ -1,0 +1,1 @@
+"""Bookmaker connectors: one interface (``base``), a simulated bookmaker, and a registry."""
