@@ -213,3 +213,69 @@ def test_fills_that_happened_are_hedged_under_every_control(mm_client, control, 
 
     assert len(fills) == 1
     assert HedgeBet.objects.get(fill=fills[0]).bet_status == BetStatus.PLACED
+
+
+# --- a worker killed mid-call -------------------------------------------------------------------------------------
+
+KILLED_WORKER = """
+import sys, time, django
+django.setup()
+from hedging.connectors.simulated import SimulatedBookmaker
+from hedging.services import hedge_fill
+
+def hang(bet):  # the bookmaker has taken the bet; the worker dies before hearing so
+    with open(sys.argv[2], "w") as f:
+        f.write(bet.idempotency_key)
+    time.sleep(300)
+
+SimulatedBookmaker.configure(before_answer=hang)
+hedge_fill(fill_id=int(sys.argv[1]))
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_after_the_bet_row_and_before_the_answer_leaves_exactly_one_bookmaker_bet(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from django.conf import settings
+    from django.db import connection
+
+    from tests.factories import FillFactory, OrderFactory
+
+    order = OrderFactory(account=AccountFactory(client=ClientFactory(name="demo:vertex")), back=False)
+    fill = FillFactory(order=order, stake=Decimal("100"))  # committed, its hedge not yet run
+    db = connection.settings_dict
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)},
+        "DJANGO_SETTINGS_MODULE": "mmsite.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+    }
+    if db.get("PASSWORD"):
+        env["DATABASE_URL"] = env["DATABASE_URL"].replace(f"{db['USER']}@", f"{db['USER']}:{db['PASSWORD']}@")
+    marker = tmp_path / "called"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WORKER, str(fill.pk), str(marker)], cwd=settings.BASE_DIR, env=env
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), "the worker never reached the bookmaker"
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+
+    bet = HedgeBet.objects.get(fill=fill)  # written and committed before the call
+    assert bet.bet_status == BetStatus.PENDING and bet.bookmaker_bet_id == ""
+    assert SimBookmakerBet.objects.count() == 1
+
+    resumed = hedge_fill(fill_id=fill.pk)  # the redelivered task (acks_late) on another worker
+
+    assert resumed.pk == bet.pk and resumed.bet_status == BetStatus.PLACED
+    assert SimBookmakerBet.objects.count() == 1
+    assert resumed.bookmaker_bet_id == SimBookmakerBet.objects.get().bet_id
