@@ -255,10 +255,14 @@ def hedge_fill(*, fill_id: int) -> HedgeBet | None:
 
 def hedge_pending_ids(*, older_than_seconds: int = 30, limit: int = 500) -> list[int]:
     """Fills to (re)hedge: bets still pending, and fills with no bet at all (a lost task message),
-    both older than ``older_than_seconds`` so that the first run of their task is left alone."""
-    cutoff = timezone.now() - dt.timedelta(seconds=older_than_seconds)
+    both older than ``older_than_seconds`` so that the first run of their task is left alone.
+    Fills without a bet are looked for only among those of the last ``HEDGE_SWEEP_NAKED_WINDOW``
+    seconds (default 3600): older ones are history (imported or demo data), not lost messages."""
+    now = timezone.now()
+    cutoff = now - dt.timedelta(seconds=older_than_seconds)
+    window = now - dt.timedelta(seconds=int(_setting("HEDGE_SWEEP_NAKED_WINDOW", 3600)))
     pending = HedgeBet.objects.filter(bet_status=BetStatus.PENDING, updated_at__lt=cutoff, fill__isnull=False)
     ids = list(pending.order_by("id").values_list("fill_id", flat=True)[:limit])
-    naked = _fill_model().objects.filter(hedge_bet__isnull=True, created_at__lt=cutoff).order_by("id")
-    ids += list(naked.values_list("id", flat=True)[: max(0, limit - len(ids))])
+    naked = _fill_model().objects.filter(hedge_bet__isnull=True, created_at__lt=cutoff, created_at__gte=window)
+    ids += list(naked.order_by("id").values_list("id", flat=True)[: max(0, limit - len(ids))])
     return ids

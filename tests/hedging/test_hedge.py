@@ -279,3 +279,18 @@ def test_a_worker_killed_after_the_bet_row_and_before_the_answer_leaves_exactly_
     assert resumed.pk == bet.pk and resumed.bet_status == BetStatus.PLACED
     assert SimBookmakerBet.objects.count() == 1
     assert resumed.bookmaker_bet_id == SimBookmakerBet.objects.get().bet_id
+
+
+def test_the_sweep_hedges_a_recent_fill_whose_task_was_lost_but_not_old_history():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    recent = a_fill()
+    old = a_fill()
+    Fill.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=2))
+    Fill.objects.filter(pk=recent.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+
+    assert hedge_sweep_task() == 1
+
+    assert HedgeBet.objects.get().fill_id == recent.pk

@@ -219,3 +219,17 @@ def test_the_same_fill_reported_by_stream_and_poll_at_once_is_applied_once():
     assert order.matched_stake == Decimal("60")
     assert Fill.objects.filter(order=order).count() == 1
     assert HedgeBet.objects.count() == 1 and SimBookmakerBet.objects.count() == 1
+
+
+def test_stream_fill_events_are_applied_and_a_replayed_event_is_not(django_capture_on_commit_callbacks):
+    from exchanges.connectors.base import VenueEvent
+    from trading.services.fills import fills_stream_apply
+
+    order = place_resting_order(order_stake=Decimal("100"))
+    vf = match(order, "20")
+    events = [VenueEvent(kind="order"), VenueEvent(kind="fill", fill=vf), VenueEvent(kind="fill", fill=vf)]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert fills_stream_apply(account=order.account, events=events) == 1
+
+    assert order.fills.get().source == "stream" and HedgeBet.objects.count() == 1

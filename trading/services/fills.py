@@ -32,6 +32,7 @@ replays trades, which the dedupe absorbs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from decimal import Decimal
 
 from django.core.cache import cache
@@ -39,7 +40,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from exchanges.connectors.base import VenueFill
+from exchanges.connectors.base import VenueEvent, VenueFill
 from exchanges.connectors.registry import get_connector
 from trading.choices import MatchedStatus, OrderStatus
 from trading.events import publish_order
@@ -150,6 +151,18 @@ def fills_poll(*, account: ExchangeAccount) -> list[Fill]:
             break
         cursor = page.cursor
         cache.set(_cursor_key(account), cursor, timeout=None)
+    return applied
+
+
+def fills_stream_apply(*, account: ExchangeAccount, events: Iterable[VenueEvent]) -> int:
+    """Apply the fill events of a venue user stream (``connector.stream(account=)``) as they come,
+    ``source='stream'``; order events are left to the order services. Returns the fills applied.
+    Runs beside polling: a trade seen by both is applied once."""
+    applied = 0
+    for event in events:
+        if event.kind == "fill" and event.fill is not None:
+            if fill_apply(exchange=account.exchange, venue_fill=event.fill, source="stream") is not None:
+                applied += 1
     return applied
 
 
