@@ -39,6 +39,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from exchanges.connectors.base import VenueEvent, VenueFill
 from exchanges.connectors.registry import get_connector
@@ -125,9 +126,14 @@ def fill_apply(*, exchange: str, venue_fill: VenueFill, source: str) -> Fill | N
 
 
 def _schedule_hedge(fill_id: int) -> None:
+    """Send ``hedging.hedge_fill`` (after commit). A broker that cannot be reached does not undo
+    the committed fill: it is logged, and ``hedging.hedge_sweep`` hedges the fill on its next run."""
     from hedging.tasks import hedge_fill_task
 
-    hedge_fill_task.delay(fill_id)
+    try:
+        hedge_fill_task.delay(fill_id)
+    except BrokerUnavailable:
+        log.exception("could not send the hedge of fill %s; the hedge sweep will pick it up", fill_id)
 
 
 def _cursor_key(account: ExchangeAccount) -> str:
