@@ -77,11 +77,6 @@ class SimulatedBookmaker(BookmakerConnector):
     def reset(cls) -> None:
         cls.behaviour = SimBehaviour()
 
-    def _next_mode(self) -> str:
-        with self._lock:
-            b = self.behaviour
-            return b.script.pop(0) if b.script else b.mode
-
     def place_bet(
         self,
         *,
@@ -92,38 +87,42 @@ class SimulatedBookmaker(BookmakerConnector):
         stake: Decimal,
         accept_price_drift: Decimal,
     ) -> BetResult:
-        existing = SimBookmakerBet.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return _result(existing)
-        b = self.behaviour
-        mode = self._next_mode()
-        status, reason, placed_price = SimBookmakerBetStatus.PLACED, "", price
-        book_price = b.prices.get(selection)
-        if book_price is not None and book_price < price * (1 - accept_price_drift):
-            status, reason = SimBookmakerBetStatus.DECLINED, "price_moved"
-        elif mode == "decline":
-            status, reason = SimBookmakerBetStatus.DECLINED, "declined"
-        else:
-            if book_price is not None:
-                placed_price = min(price, book_price)
-            if mode == "pending":
-                status = SimBookmakerBetStatus.PENDING
-        try:
-            with transaction.atomic():
-                bet = SimBookmakerBet.objects.create(
-                    idempotency_key=idempotency_key,
-                    bet_id=f"simbk-{uuid.uuid4().hex[:16]}",
-                    bookmaker=bookmaker,
-                    selection=selection,
-                    requested_price=price,
-                    requested_stake=stake,
-                    price=placed_price,
-                    stake=stake,
-                    status=status,
-                    reason=reason,
-                )
-        except IntegrityError:  # a concurrent call with the same key won: its bet is the bet
-            return _result(SimBookmakerBet.objects.get(idempotency_key=idempotency_key))
+        # In-process, the key check, the scripted decision and the insert are one step (so that a
+        # script entry is consumed by the bet that is actually recorded); across processes the
+        # unique key decides.
+        with self._lock:
+            existing = SimBookmakerBet.objects.filter(idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return _result(existing)
+            b = self.behaviour
+            mode = b.script.pop(0) if b.script else b.mode
+            status, reason, placed_price = SimBookmakerBetStatus.PLACED, "", price
+            book_price = b.prices.get(selection)
+            if book_price is not None and book_price < price * (1 - accept_price_drift):
+                status, reason = SimBookmakerBetStatus.DECLINED, "price_moved"
+            elif mode == "decline":
+                status, reason = SimBookmakerBetStatus.DECLINED, "declined"
+            else:
+                if book_price is not None:
+                    placed_price = min(price, book_price)
+                if mode == "pending":
+                    status = SimBookmakerBetStatus.PENDING
+            try:
+                with transaction.atomic():
+                    bet = SimBookmakerBet.objects.create(
+                        idempotency_key=idempotency_key,
+                        bet_id=f"simbk-{uuid.uuid4().hex[:16]}",
+                        bookmaker=bookmaker,
+                        selection=selection,
+                        requested_price=price,
+                        requested_stake=stake,
+                        price=placed_price,
+                        stake=stake,
+                        status=status,
+                        reason=reason,
+                    )
+            except IntegrityError:  # another process placed the same key first: its bet is the bet
+                return _result(SimBookmakerBet.objects.get(idempotency_key=idempotency_key))
         if b.latency:
             time.sleep(b.latency)
         if b.before_answer is not None:

@@ -294,3 +294,21 @@ def test_the_sweep_hedges_a_recent_fill_whose_task_was_lost_but_not_old_history(
     assert hedge_sweep_task() == 1
 
     assert HedgeBet.objects.get().fill_id == recent.pk
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_fill_hedged_by_eight_workers_at_once_is_one_bet_even_through_declines():
+    from tests.factories import FillFactory, OrderFactory
+    from tests.trading.test_fills import _in_threads
+
+    order = OrderFactory(account=AccountFactory(client=ClientFactory(name="demo:vertex")), back=False)
+    fill = FillFactory(order=order, stake=Decimal("100"))
+    SimulatedBookmaker.configure(script=["decline"])  # the first key is declined, the retry placed
+
+    bets = _in_threads(lambda _: hedge_fill(fill_id=fill.pk), list(range(8)), 8)
+
+    assert {b.pk for b in bets} == {HedgeBet.objects.get(fill=fill).pk}
+    assert HedgeBet.objects.get(fill=fill).bet_status == BetStatus.PLACED
+    keys = sorted(SimBookmakerBet.objects.values_list("idempotency_key", "status"))
+    assert keys == [(f"hedge-{fill.pk}", "declined"), (f"hedge-{fill.pk}-r1", "placed")]
