@@ -36,7 +36,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .choices import BetStatus
-from .connectors.base import BetResult, BookmakerConnector, BookmakerUnknownOutcome
+from .connectors.base import BetResult, BookmakerConnector, BookmakerError, BookmakerUnknownOutcome
 from .connectors.registry import get_bookmaker_connector
 from .models import Bookmaker, HedgeBet
 
@@ -238,6 +238,9 @@ def hedge_fill(*, fill_id: int) -> HedgeBet | None:
                 except BookmakerUnknownOutcome:
                     log.warning("bookmaker outcome unknown for %s; asking by key", key)
                     answer = connector.bet_status(idempotency_key=key, bookmaker=name)
+                except BookmakerError as exc:  # a definite refusal: nothing was placed, a decline
+                    log.warning("bookmaker refused %s: %s", key, exc)
+                    answer = BetResult(status="declined", idempotency_key=key, reason=f"refused: {exc}"[:200])
         except BookmakerUnknownOutcome:
             answer = None
         if answer is None:

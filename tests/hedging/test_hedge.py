@@ -312,3 +312,26 @@ def test_one_fill_hedged_by_eight_workers_at_once_is_one_bet_even_through_declin
     assert HedgeBet.objects.get(fill=fill).bet_status == BetStatus.PLACED
     keys = sorted(SimBookmakerBet.objects.values_list("idempotency_key", "status"))
     assert keys == [(f"hedge-{fill.pk}", "declined"), (f"hedge-{fill.pk}-r1", "placed")]
+
+
+class RefusingBookmaker(SimulatedBookmaker):
+    """A bookmaker that refuses every bet outright (an error answer, not a decline)."""
+
+    def place_bet(self, **kwargs):
+        from hedging.connectors.base import BookmakerError
+
+        raise BookmakerError("account restricted")
+
+
+def test_a_bookmaker_refusal_is_a_decline_and_the_fill_is_left_unhedged(settings):
+    from hedging.models import Bookmaker
+
+    settings.BOOKMAKER_CONNECTORS = {"refuser": "tests.hedging.test_hedge.RefusingBookmaker"}
+    book = Bookmaker.objects.create(name="refuser", simulated=False)
+    fill = a_fill(client=ClientFactory(name="acme:refuser", hedge_bookmaker=book))
+
+    bet = hedge_fill(fill_id=fill.pk)
+
+    assert bet.bet_status == BetStatus.DECLINED and bet.attempts == 3
+    assert bet.decline_reason.startswith("refused: account restricted")
+    assert not SimBookmakerBet.objects.exists()
