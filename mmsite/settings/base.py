@@ -160,6 +160,10 @@ CELERY_BEAT_SCHEDULE = {
     "pnl-days-refresh": {"task": "trading.pnl_days_refresh", "schedule": 60.0, "options": {"expires": 55}},
     # Orders whose placement answer was lost: ask the venue, never resend blindly.
     "orders-resolve-unknown": {"task": "trading.orders_resolve_unknown", "schedule": 15.0, "options": {"expires": 14}},
+    # Pull fills from every active account's venue (the venue streams push them too; dedupe absorbs both).
+    "fills-poll-all": {"task": "trading.fills_poll_all", "schedule": 5.0, "options": {"expires": 4.5}},
+    # Resolve pending bets and hedge recent fills whose hedge task was lost.
+    "hedge-sweep": {"task": "hedging.hedge_sweep", "schedule": 30.0, "options": {"expires": 29}},
     # Quotes on fixtures that kicked off (pre-match only) or stopped being quotable.
     "quotes-cancel-not-quotable": {
         "task": "trading.quotes_cancel_not_quotable",
