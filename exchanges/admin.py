@@ -8,24 +8,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from mmsite.console import ReadOnlyModelAdmin
+from mmsite.console import ReadOnlyInlineMixin, ReadOnlyModelAdmin
 
 from .models import Hold, LedgerAccount, LedgerTransaction, Posting, SimVenueOrder, SimVenueTrade
 
 
-class SimVenueTradeInline(admin.TabularInline):
+class SimVenueTradeInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = SimVenueTrade
     extra = 0
-    can_delete = False
     fields = ("trade_id", "price", "size", "created_at")
     readonly_fields = fields
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(SimVenueOrder)
@@ -61,21 +54,14 @@ class SimVenueTradeAdmin(ReadOnlyModelAdmin):
 # --- the ledger: read-only, its rows change only through exchanges.ledger.services --------------------------
 
 
-class PostingInline(admin.TabularInline):
+class PostingInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = Posting
     extra = 0
-    can_delete = False
     fields = ("account", "amount")
     readonly_fields = fields
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("account")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(LedgerAccount)

@@ -26,7 +26,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from hedging.models import HedgeBet
-from mmsite.console import ReadOnlyModelAdmin
+from mmsite.console import ReadOnlyInlineMixin, ReadOnlyModelAdmin
 from trading.choices import OPEN_ORDER_STATUSES, ControlAction, TradingStatus
 from trading.models import (
     ApiKey,
@@ -66,33 +66,19 @@ def _link(obj, text=None) -> str:
     return format_html('<a href="{}">{}</a>', url, text if text is not None else obj)
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyInlineMixin, admin.TabularInline):
     extra = 0
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 # --- clients ---------------------------------------------------------------------------------------
 
 
-class ClientTradingStateInline(admin.StackedInline):
+class ClientTradingStateInline(ReadOnlyInlineMixin, admin.StackedInline):
     model = ClientTradingState
-    can_delete = False
     fields = ("manual_paused", "manual_stopped", "soft_paused", "soft_pause_reason", "updated_at")
     readonly_fields = fields
     verbose_name_plural = "trading state (change it with the actions on the client list)"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ApiKeyInline(ReadOnlyInline):
@@ -492,7 +478,7 @@ class OrderOpenFilter(admin.SimpleListFilter):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnlyModelAdmin):
     """Orders are written by the engine only: viewable, cancellable (through the venue), never edited."""
 
     list_display = (
@@ -563,15 +549,6 @@ class OrderAdmin(admin.ModelAdmin):
     readonly_fields = ("side",)
     inlines = (FillInline, HedgeBetInline)
     actions = ("cancel_orders",)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
@@ -721,22 +698,13 @@ SYSTEM_ACTIONS: dict[str, tuple[str, str]] = {
 
 
 @admin.register(SystemTradingState)
-class SystemTradingStateAdmin(admin.ModelAdmin):
+class SystemTradingStateAdmin(ReadOnlyModelAdmin):
     """One row. The list goes straight to it; the page shows the switches and has one button per
-    system action, each calling its service."""
+    system action, each calling its service (the switches never move through the form)."""
 
     change_form_template = "admin/trading/systemtradingstate/change_form.html"
     fields = ("summary", "paused", "stopped", "emergency", "reason", "updated_at", "open_orders", "recent_events")
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False  # the switches move only through the actions below
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_control_permission(self, request) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
