@@ -59,3 +59,24 @@ def other_client(db):
     """A second tenant, for isolation tests: ``(client, raw_key)``."""
     client = ClientFactory(name="other:vertex", display_name="Other Client")
     return client, make_api_key(client)
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run in-process, also when REDIS_URL is set (where Celery would otherwise queue them)."""
+    from mmsite.celery import app as celery_app
+
+    old = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = old
+
+
+@pytest.fixture
+def eager_hedging(eager_celery):
+    """Hedge tasks run in-process against a simulated bookmaker with its default behaviour."""
+    from hedging.connectors.simulated import SimulatedBookmaker
+
+    SimulatedBookmaker.reset()
+    yield
+    SimulatedBookmaker.reset()

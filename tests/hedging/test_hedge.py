@@ -16,7 +16,6 @@ from hedging.connectors.simulated import SimulatedBookmaker
 from hedging.models import HedgeBet, SimBookmakerBet
 from hedging.services import hedge_fill, hedge_left_unhedged, hedge_selection
 from hedging.tasks import hedge_fill_task, hedge_sweep_task
-from mmsite.celery import app as celery_app
 from tests.factories import AccountFactory, ClientFactory, place_resting_order
 from tests.trading.test_fills import drain
 from trading.events import client_group
@@ -24,17 +23,7 @@ from trading.models import Fill
 from trading.services import controls
 from trading.services.fills import fill_apply, fills_poll
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _bookmaker():
-    old = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    SimulatedBookmaker.reset()
-    yield
-    SimulatedBookmaker.reset()
-    celery_app.conf.task_always_eager = old
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_hedging")]
 
 
 def a_fill(*, client=None, back: bool = False, stake: str = "100", price: str = "1.808") -> Fill:

@@ -18,9 +18,7 @@ from django.db import connection
 from exchanges.connectors.base import VenueFill
 from exchanges.connectors.registry import get_connector
 from hedging.choices import BetStatus
-from hedging.connectors.simulated import SimulatedBookmaker
 from hedging.models import HedgeBet, SimBookmakerBet
-from mmsite.celery import app as celery_app
 from tests.factories import AccountFactory, place_resting_order
 from trading.choices import MatchedStatus, OrderStatus
 from trading.events import client_group, decode_message
@@ -28,18 +26,7 @@ from trading.models import Fill, Order
 from trading.services.fills import fill_apply, fills_poll
 from trading.services.orders import order_cancel
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _eager_bookmaker():
-    """Hedge tasks run in-process (also when REDIS_URL is set) against an accepting bookmaker."""
-    old = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    SimulatedBookmaker.reset()
-    yield
-    SimulatedBookmaker.reset()
-    celery_app.conf.task_always_eager = old
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_hedging")]
 
 
 def match(order: Order, size: str) -> VenueFill:

@@ -13,7 +13,6 @@ from exchanges.connectors import registry
 from exchanges.connectors.base import VenueError, VenueUnknownOutcome
 from exchanges.connectors.simulated import SimulatedVenueConnector
 from exchanges.models import SimVenueOrder, SimVenueOrderStatus
-from mmsite.celery import app as celery_app
 from tests.factories import AccountFactory, OrderFactory
 from trading.choices import OrderStatus
 from trading.models import Order, PlacementAttempt
@@ -22,7 +21,7 @@ from trading.services.orders import order_cancel
 from trading.services.placement import PlacementThrottled, order_place, order_resolve_unknown
 from trading.tasks.placement import order_place_task, orders_resolve_unknown_task
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 
 TEST_EXCHANGE = "kalshi"  # served by the test connectors below in the tests that need them
 
@@ -59,14 +58,6 @@ class RefusingVenue(CountingVenue):
     def place(self, req):
         type(self).sent.append(req.client_order_id)
         raise VenueError("insufficient balance")
-
-
-@pytest.fixture(autouse=True)
-def _eager_tasks():
-    old = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = old
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from exchanges.connectors.registry import get_connector
 from exchanges.models import SimVenueOrder, SimVenueOrderStatus
-from mmsite.celery import app as celery_app
 from tests.factories import (
     AccountFactory,
     BookmakerFactory,
@@ -40,16 +39,7 @@ from trading.services.quoting import (
     quotes_on_price,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _eager_tasks():
-    """Placement tasks run in-process (also when REDIS_URL is set), on the real simulated venue."""
-    old = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = old
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 
 
 ODDS = Decimal("1.808")  # sell at 0.58 (docs/engine-pricing.md, example 1)
