@@ -7,18 +7,12 @@ only to describe the shapes in the OpenAPI schema; a test keeps the two in step.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
 
 from hedging.choices import BetSettlementStatus, BetStatus
 from trading.choices import FixtureStatus, MatchedStatus, OrderStatus
-
-
-def num(value: Decimal | None) -> Decimal | None:
-    """Decimals render as JSON numbers (DRF's encoder); None stays null."""
-    return value
 
 
 def iso(value) -> str | None:
@@ -167,9 +161,9 @@ def order_summary_body(s) -> dict[str, Any]:
         "totalOrders": s.total_orders,
         "byOrderStatus": s.by_order_status,
         "byMatchedStatus": s.by_matched_status,
-        "totalStake": num(s.total_stake),
-        "matchedStake": num(s.matched_stake),
-        "openStake": num(s.open_stake),
+        "totalStake": s.total_stake,
+        "matchedStake": s.matched_stake,
+        "openStake": s.open_stake,
     }
 
 
@@ -200,8 +194,8 @@ def bet_row(bet) -> dict[str, Any]:
         "client": bet.client.name,
         "bookmaker": bet.bookmaker.name,
         "bookmakerBetId": bet.bookmaker_bet_id,
-        "placedPrice": num(bet.placed_price),
-        "placedStake": num(bet.placed_stake),
+        "placedPrice": bet.placed_price,
+        "placedStake": bet.placed_stake,
         "betStatus": bet.bet_status,
         "settlementStatus": bet.settlement_status,
         "placedAt": iso(bet.placed_at),
@@ -238,8 +232,8 @@ def bet_summary_body(s) -> dict[str, Any]:
         "totalBets": s.total_bets,
         "byBetStatus": s.by_bet_status,
         "bySettlementStatus": s.by_settlement_status,
-        "totalStake": num(s.total_stake),
-        "avgPrice": num(s.avg_price),
+        "totalStake": s.total_stake,
+        "avgPrice": s.avg_price,
     }
 
 
@@ -318,8 +312,8 @@ def account_row(account) -> dict[str, Any]:
         "username": account.username,
         "exchange": account.exchange,
         "active": account.active,
-        "maxOutcomeStake": num(account.max_outcome_stake),
-        "balance": num(account.balance),
+        "maxOutcomeStake": account.max_outcome_stake,
+        "balance": account.balance,
         "createdAt": iso(account.created_at),
     }
 
