@@ -36,6 +36,8 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from trading.pricing import to_decimal
+
 log = logging.getLogger(__name__)
 
 # Channels we parse into typed frames. The gateway has more (bookmakers, futures, currencies,
@@ -403,15 +405,8 @@ def _opt_bool(value: Any) -> bool | None:
 
 
 def _number(value: Any) -> Decimal | None:
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return None
+    """A price or limit as sent: a JSON/msgpack number (a number sent as a string is malformed)."""
+    return None if isinstance(value, str) else to_decimal(value)
 
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
