@@ -4,6 +4,10 @@ The simulated venue keeps its book of resting orders in the database so that eve
 (web, workers) sees the same venue, as they would a real one.
 """
 
+from __future__ import annotations
+
+import hashlib
+import secrets
 from decimal import Decimal
 
 from django.db import models
@@ -68,3 +72,83 @@ __all__ = [
     "SimVenueOrderStatus",
     "SimVenueTrade",
 ]
+
+
+# --- traders of the house exchange ---------------------------------------------------------------------------
+
+
+class TraderTier(models.TextChoices):
+    """Rate-limit tiers (seed 004 limits are the ``standard`` defaults; market makers get more)."""
+
+    STANDARD = "standard"
+    MARKET_MAKER = "market_maker"
+
+
+class Trader(models.Model):
+    """A trader of the house exchange: a Django user with this profile.
+
+    Balances are ledger accounts owned by ``("trader", str(trader.pk))`` (live and paper modes).
+    Brokers (the ``brokers`` app) attach traders to themselves with a model of their own, pointing here.
+    """
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="trader")
+    tier = models.CharField(max_length=32, choices=TraderTier.choices, default=TraderTier.STANDARD)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.user.get_username()
+
+    @property
+    def ledger_owner_id(self) -> str:
+        return str(self.pk)
+
+
+class TraderApiKeyQuerySet(models.QuerySet):
+    def active(self) -> TraderApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class TraderApiKey(models.Model):
+    """A trader API key ``tk_<prefix>_<secret>``: prefix plus SHA-256 stored, shown once, revocable."""
+
+    PREFIX_LEN = 10
+    SCHEME = "tk"
+
+    trader = models.ForeignKey(Trader, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=128, blank=True, default="")
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TraderApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "trader API key"
+
+    def __str__(self) -> str:
+        return f"{self.SCHEME}_{self.prefix}… ({self.trader})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def hash_key(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @classmethod
+    def parse_prefix(cls, raw_key: str) -> str | None:
+        """``tk_<prefix>_<secret>`` -> prefix, or None when the shape is wrong."""
+        parts = raw_key.split("_", 2)
+        if len(parts) != 3 or parts[0] != cls.SCHEME or len(parts[1]) != cls.PREFIX_LEN or not parts[2]:
+            return None
+        return parts[1]
+
+    @classmethod
+    def generate(cls) -> tuple[str, str, str]:
+        """Return ``(raw_key, prefix, key_hash)`` for a new key."""
+        prefix = secrets.token_hex(cls.PREFIX_LEN // 2)
+        raw = f"{cls.SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+        return raw, prefix, cls.hash_key(raw)

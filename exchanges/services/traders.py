@@ -1,0 +1,42 @@
+"""Traders of the house exchange: create, find, keys. Every write to ``Trader``/``TraderApiKey`` is here."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from exchanges.models import Trader, TraderApiKey
+
+
+@transaction.atomic
+def trader_get_or_create(*, username: str, email: str = "", password: str | None = None) -> tuple[Trader, bool]:
+    """The trader whose user is ``username``, created (user and profile) when absent.
+
+    ``password`` is set only when the user is created; without one the user cannot log in by password
+    (API keys, SSO). Returns ``(trader, created)``.
+    """
+    username = username.strip()
+    if not username:
+        raise ValueError("username is required")
+    User = get_user_model()
+    user, user_created = User.objects.get_or_create(username=username, defaults={"email": email})
+    if user_created:
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save(update_fields=["password"])
+    trader, created = Trader.objects.get_or_create(user=user)
+    return trader, created
+
+
+def trader_key_create(*, trader: Trader, name: str = "") -> tuple[TraderApiKey, str]:
+    """A new key for ``trader``; returns the row and the raw key, which is never stored."""
+    raw, prefix, key_hash = TraderApiKey.generate()
+    key = TraderApiKey.objects.create(trader=trader, name=name, prefix=prefix, key_hash=key_hash)
+    return key, raw
+
+
+def trader_key_revoke(*, api_key: TraderApiKey) -> None:
+    TraderApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
