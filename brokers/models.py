@@ -1,1 +1,0 @@
-"""Brokerage models arrive with the brokerage issue."""
