@@ -1,0 +1,3 @@
+"""The brokerage console (Django admin), scoped per broker."""
+
+from . import admin_webhooks  # noqa: F401

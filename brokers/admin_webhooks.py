@@ -1,0 +1,1 @@
+"""The console of webhook deliveries and their attempts."""

@@ -1,0 +1,1 @@
+"""On-chain verification of OTC withdrawals."""

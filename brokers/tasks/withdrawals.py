@@ -1,0 +1,1 @@
+"""Withdrawal tasks: the cooling period and the platform payout."""

@@ -1,0 +1,1 @@
+"""Tasks of TWAP, scale orders and the dead-man's switch."""

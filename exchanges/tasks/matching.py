@@ -1,0 +1,1 @@
+"""Tasks of the matching service (expiry sweeps and the like)."""
