@@ -154,8 +154,12 @@ CELERY_TASK_ROUTES = {
     "trading.quotes_cancel_not_quotable": {"queue": "placement"},
     "trading.fills_*": {"queue": "fills"},
     "hedging.*": {"queue": "hedging"},
+    # The stale-input check must not wait behind slow tasks: its own queue (a worker can take it alone).
+    "trading.health.*": {"queue": "health"},
 }
 CELERY_BEAT_SCHEDULE = {
+    # Soft-pause every client when the odds feed or a venue stream goes stale; lift it on recovery.
+    "health-check": {"task": "trading.health.check", "schedule": 2.0, "options": {"expires": 2.0}},
     # Recompute stale PnL days (marked by database triggers) so /pnl reads rollups, not live joins.
     "pnl-days-refresh": {"task": "trading.pnl_days_refresh", "schedule": 60.0, "options": {"expires": 55}},
     # Orders whose placement answer was lost: ask the venue, never resend blindly.
@@ -216,6 +220,14 @@ SPECTACULAR_SETTINGS = {
 MM_API_RATE_PER_MINUTE = env.int("MM_API_RATE_PER_MINUTE", default=100)
 MM_WS_MAX_CONNECTIONS_PER_KEY = env.int("MM_WS_MAX_CONNECTIONS_PER_KEY", default=5)
 MM_WS_HEARTBEAT_SECONDS = env.float("MM_WS_HEARTBEAT_SECONDS", default=25.0)
+
+# Engine inputs: a source silent for longer than this soft-pauses the clients it concerns
+# (trading.services.health; docs/engine.md "Soft pause").
+FEED_STALE_SECONDS = env.float("FEED_STALE_SECONDS", default=10.0)
+VENUE_STREAM_STALE_SECONDS = env.float("VENUE_STREAM_STALE_SECONDS", default=10.0)
+# Exchanges on which the feed ingest maps every feed outcome to a venue market by itself (the
+# simulated venue); real venues are mapped by operators (OutcomeMarket in the console).
+FEED_AUTO_MARKET_EXCHANGES = env.list("FEED_AUTO_MARKET_EXCHANGES", default=["simulated"])
 
 LOGGING = {
     "version": 1,
