@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Literal
 
 Side = Literal["buy", "sell"]
-VenueOrderState = Literal["open", "filled", "cancelled", "rejected", "unknown"]
+VenueOrderState = Literal["open", "filled", "cancelled", "rejected", "expired", "unknown"]
 
 
 class VenueError(Exception):
@@ -29,6 +29,11 @@ class VenueUnknownOutcome(Exception):
 
 class VenueOrderNotFound(VenueError):
     pass
+
+
+class VenueStreamDisconnected(VenueUnknownOutcome):
+    """The venue's user stream dropped. Events after the last cursor the consumer saw may have been
+    missed: reconnect from that cursor and reconcile before quoting again."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,14 @@ class VenueFill:
 
 @dataclass(frozen=True)
 class VenueEvent:
-    kind: Literal["order", "fill"]
+    """One event of a venue user stream. ``idle`` carries nothing: the stream is alive and had
+    nothing to say for a while (consumers use it as a heartbeat). ``cursor`` resumes the stream
+    just after this event."""
+
+    kind: Literal["order", "fill", "idle"]
     order: VenueOrder | None = None
     fill: VenueFill | None = None
+    cursor: str = ""
 
 
 @dataclass
@@ -106,5 +116,13 @@ class VenueConnector(abc.ABC):
     @abc.abstractmethod
     def balance(self, *, account: str) -> Decimal: ...
 
-    def stream(self, *, account: str) -> Iterator[VenueEvent]:  # pragma: no cover - venues with streams override
+    #: Whether ``stream`` is implemented (venues without a user channel are polled only).
+    has_stream: bool = False
+
+    def stream(self, *, account: str, cursor: str = "") -> Iterator[VenueEvent]:  # pragma: no cover
+        """Subscribe to the account's order and fill events. The subscription is made when this is
+        called (not on the first ``next``), so events from then on are delivered; ``cursor`` (from
+        an event) resumes after that event, ``""`` starts from now. Iterating yields events in
+        venue order, ``idle`` events while nothing happens, and raises ``VenueStreamDisconnected``
+        when the connection drops."""
         raise NotImplementedError(f"{self.exchange} has no event stream; poll fills_since")
