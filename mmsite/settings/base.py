@@ -154,10 +154,13 @@ CELERY_TASK_ROUTES = {
     "trading.quotes_cancel_not_quotable": {"queue": "placement"},
     "trading.fills_*": {"queue": "fills"},
     "hedging.*": {"queue": "hedging"},
+    "trading.settlement.*": {"queue": "settlement"},
     # The stale-input check must not wait behind slow tasks: its own queue (a worker can take it alone).
     "trading.health.*": {"queue": "health"},
 }
 CELERY_BEAT_SCHEDULE = {
+    # Settle finished or voided fixtures whose orders or placed bets are still undecided.
+    "settlement-sweep": {"task": "trading.settlement.sweep", "schedule": 60.0, "options": {"expires": 55}},
     # Soft-pause every client when the odds feed or a venue stream goes stale; lift it on recovery.
     "health-check": {"task": "trading.health.check", "schedule": 2.0, "options": {"expires": 2.0}},
     # Recompute stale PnL days (marked by database triggers) so /pnl reads rollups, not live joins.
