@@ -1,0 +1,79 @@
+"""Read queries of the brokerage, each scoped to the calling broker and done in SQL."""
+
+from __future__ import annotations
+
+from django.db.models import F, QuerySet
+
+from brokers.choices import WithdrawalStatus
+from brokers.errors import NotFound
+from brokers.models import Broker, BrokerClient, Transfer, Withdrawal
+
+
+def clients_with_balances(*, broker: Broker) -> QuerySet:
+    """The broker's direct clients with their DCT balance: one query (a join to the ledger account).
+
+    Rows are dicts ordered by id (stable pages): user_id, username, email, wallet, balances.
+    """
+    return (
+        BrokerClient.objects.for_broker(broker)
+        .order_by("id")
+        .values(
+            "id",
+            "user_id",
+            "email",
+            "wallet_address",
+            "created_at",
+            username=F("trader__user__username"),
+            asset=F("account__asset"),
+            balance=F("account__balance"),
+            held=F("account__held"),
+        )
+    )
+
+
+def client_for_broker(*, broker: Broker, user_id: str) -> BrokerClient:
+    """The broker's client ``user_id``; :class:`NotFound` for anyone else's (the tenant boundary)."""
+    client = (
+        BrokerClient.objects.for_broker(broker)
+        .select_related("account", "trader__user", "broker")
+        .filter(user_id=user_id)
+        .first()
+    )
+    if client is None:
+        raise NotFound(f"Client not found: user_id={user_id}")
+    return client
+
+
+def withdrawal_for_broker(*, broker: Broker, withdrawal_id) -> Withdrawal:
+    try:
+        w = Withdrawal.objects.visible_to(broker).select_related("client").filter(pk=withdrawal_id).first()
+    except (ValueError, TypeError):
+        w = None
+    if w is None:
+        raise NotFound("Withdrawal not found")
+    return w
+
+
+def pending_withdrawals(*, broker: Broker) -> QuerySet:
+    """Withdrawals the broker may lock now: pending, cooling period not over, in its subtree."""
+    from django.utils import timezone
+
+    return (
+        Withdrawal.objects.visible_to(broker)
+        .filter(status=WithdrawalStatus.PENDING, cooling_ends_at__gt=timezone.now())
+        .select_related("client")
+        .order_by("cooling_ends_at")
+    )
+
+
+def client_withdrawals(*, client: BrokerClient) -> QuerySet:
+    return Withdrawal.objects.filter(client=client).select_related("client").order_by("-created_at")
+
+
+def transfers_for_broker(*, broker: Broker) -> QuerySet:
+    return Transfer.objects.for_broker(broker).select_related("client").order_by("-id")
+
+
+def sub_brokers(*, broker: Broker) -> QuerySet:
+    """Every broker below ``broker`` (children, their children, ...), by path."""
+    return Broker.objects.subtree_of(broker).exclude(pk=broker.pk).order_by("path")
