@@ -85,7 +85,17 @@ def render_mm(exc: exceptions.APIException) -> dict[str, Any]:
     return body
 
 
-ERROR_RENDERERS: dict[str, Callable[[exceptions.APIException], dict[str, Any]]] = {"mm": render_mm}
+def render_broker(exc: exceptions.APIException) -> dict[str, Any]:
+    """The broker API and SSO (seed 003): ``{"error": "<message>"}``, plus any fields the exception
+    carries in ``extra`` (e.g. the existing ``username`` on a 409 for a duplicate client)."""
+    _code, message, _parameter = describe(exc)
+    return {"error": message, **(getattr(exc, "extra", None) or {})}
+
+
+ERROR_RENDERERS: dict[str, Callable[[exceptions.APIException], dict[str, Any]]] = {
+    "mm": render_mm,
+    "broker": render_broker,
+}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
