@@ -22,8 +22,10 @@
 * **Late fills count.** Fills on orders already CANCELLED or FILLED (a cancel races a fill) are
   applied; an order that becomes fully matched is FILLED unless it had FAILED or EXPIRED.
 * **Hedged after commit.** Each new fill schedules ``hedging.hedge_fill`` with ``on_commit``; the
-  order event is published after commit too. Nothing here reads the trading controls: a fill that
-  happened is recorded and hedged under pause, stop and emergency.
+  order event is published after commit too, and ``trading.quote_repost`` (placement queue) quotes
+  the filled size again when trading is active and the exposure cap allows. Nothing here reads
+  the trading controls: a fill that happened is recorded and hedged under pause, stop and
+  emergency.
 
 Polling keeps its cursor per account in the cache (``fills-cursor:<account id>``). Losing it only
 replays trades, which the dedupe absorbs.
@@ -122,6 +124,7 @@ def fill_apply(*, exchange: str, venue_fill: VenueFill, source: str) -> Fill | N
         order.save(update_fields=["matched_stake", "matched_status", "order_status", "matched_at", "updated_at"])
         publish_order(order)
         transaction.on_commit(lambda fill_id=fill.pk: _schedule_hedge(fill_id))
+        transaction.on_commit(lambda order_id=order.pk: _schedule_repost(order_id))
     return fill
 
 
@@ -134,6 +137,18 @@ def _schedule_hedge(fill_id: int) -> None:
         hedge_fill_task.delay(fill_id)
     except BrokerUnavailable:
         log.exception("could not send the hedge of fill %s; the hedge sweep will pick it up", fill_id)
+
+
+def _schedule_repost(order_id: int) -> None:
+    """Send ``trading.quote_repost`` (placement queue, after commit): the filled size is quoted
+    again if trading is active and the exposure cap allows (``quote_refresh`` decides). Losing the
+    message only loses a repost: the next price update requotes the key anyway."""
+    from trading.tasks.placement import quote_repost_task
+
+    try:
+        quote_repost_task.delay(order_id)
+    except BrokerUnavailable:
+        log.exception("could not send the repost after a fill of order %s", order_id)
 
 
 def _cursor_key(account: ExchangeAccount) -> str:

@@ -134,6 +134,8 @@ def _record_venue_answer(order: Order, answer: VenueOrder | None, actor: str) ->
         status, reason = OrderStatus.FILLED, f"venue reported filled when {actor} cancelled"
     elif answer.state == "rejected":
         status, reason = OrderStatus.FAILED, f"venue reported rejected when {actor} cancelled"
+    elif answer.state == "expired":
+        status, reason = OrderStatus.EXPIRED, f"venue reported expired when {actor} cancelled"
     else:  # "open" or "unknown": the cancel is not confirmed
         code = VENUE_ERROR if answer.state == "open" else VENUE_UNAVAILABLE
         raise CancelFailed(order.pk, code, f"{order.exchange} still reports the order {answer.state}")
@@ -212,3 +214,73 @@ def orders_cancel_all_clients(*, actor: str) -> CancelReport:
     """Cancel every open order of every client (emergency, system stop). Operator use only: not
     tenant-scoped. Locks each order row in turn (``lock_order``); holds no trading-state lock."""
     return _sweep(Order.objects.open(), actor=actor, client=None)
+
+
+# --- changes the venue made on its own (stream order events, reconciliation) ---------------------------------
+
+#: What a venue's closed state means for an open order of ours.
+_VENUE_CLOSED = {
+    "cancelled": (OrderStatus.CANCELLED, "cancelled by the venue"),
+    "expired": (OrderStatus.EXPIRED, "expired at the venue"),
+    "rejected": (OrderStatus.FAILED, "rejected by the venue"),
+    "filled": (OrderStatus.FILLED, "filled at the venue"),
+}
+
+
+def order_for_venue_order(*, exchange: str, venue_order_id: str, client_order_id: str) -> Order | None:
+    """Our order for a venue order: by the venue's id on ``exchange``, else by our client order id."""
+    if venue_order_id:
+        found = Order.objects.filter(exchange=exchange, exchange_order_id=venue_order_id).order_by("id").first()
+        if found is not None:
+            return found
+    if client_order_id:
+        return Order.objects.filter(exchange=exchange, client_order_id=client_order_id).first()
+    return None
+
+
+def order_venue_update(*, exchange: str, venue_order: VenueOrder, reason: str = "") -> Order | None:
+    """Record what the venue says of one of our orders when it changed it by itself or we asked
+    about it (a stream order event, reconciliation). Returns the order (None if it is not ours).
+
+    Locks the order row (``lock_order``). Only moves an *open* order: PENDING_PLACEMENT + ``open``
+    -> PLACED (adopted, with the venue's id); PENDING_PLACEMENT/PLACED + ``cancelled`` /
+    ``expired`` / ``rejected`` / ``filled`` -> CANCELLED / EXPIRED / FAILED / FILLED. A closed
+    order is never reopened, and ``matched_stake`` is left to the fill service (the venue's trades,
+    deduplicated), so a replayed or stale event changes nothing."""
+    found = order_for_venue_order(
+        exchange=exchange, venue_order_id=venue_order.venue_order_id, client_order_id=venue_order.client_order_id
+    )
+    if found is None:
+        return None
+    with transaction.atomic():
+        order = lock_order(order_id=found.pk)
+        fields: list[str] = []
+        if not order.exchange_order_id and venue_order.venue_order_id:
+            order.exchange_order_id = venue_order.venue_order_id
+            fields.append("exchange_order_id")
+        if order.order_status in OPEN_ORDER_STATUSES:
+            if venue_order.state == "open" and order.order_status == OrderStatus.PENDING_PLACEMENT:
+                order.order_status, order.status_reason = OrderStatus.PLACED, (reason or "adopted from the venue")
+                fields += ["order_status", "status_reason"]
+            elif venue_order.state in _VENUE_CLOSED:
+                status, why = _VENUE_CLOSED[venue_order.state]
+                order.order_status, order.status_reason = status, (reason or why)[:255]
+                fields += ["order_status", "status_reason"]
+        if fields:
+            order.updated_at = timezone.now()
+            order.save(update_fields=[*fields, "updated_at"])
+            publish_order(order)
+    return order
+
+
+def order_mark_unknown_at_venue(*, order_id: int, reason: str) -> Order:
+    """A PLACED order the venue has no record of any more: nothing rests there, so it is CANCELLED
+    (fills it had stay counted). Locks the order row; a closed order is left as it is."""
+    with transaction.atomic():
+        order = lock_order(order_id=order_id)
+        if order.order_status == OrderStatus.PLACED:
+            order.order_status, order.status_reason = OrderStatus.CANCELLED, reason[:255]
+            order.updated_at = timezone.now()
+            order.save(update_fields=["order_status", "status_reason", "updated_at"])
+            publish_order(order)
+    return order

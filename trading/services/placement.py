@@ -37,6 +37,7 @@ from trading.events import publish_order
 from trading.models import Order, PlacementAttempt
 from trading.ratelimit import take_token
 from trading.services.orders import lock_order
+from trading.services.venue_sessions import venue_held
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,16 @@ def _request(order: Order) -> PlaceRequest:
     )
 
 
+#: How long a placement held by a reconciling venue stream waits before its task retries.
+HOLD_RETRY_SECONDS = 1.0
+
+
 def _throttle(order: Order) -> None:
+    """Take a token of the account's bucket, or raise ``PlacementThrottled``. Also raised while the
+    account's venue stream holds placement (disconnected, reconciliation not finished:
+    ``trading.services.reconciliation``): nothing goes to the venue before its state is known."""
+    if venue_held(exchange=order.exchange, account=order.account.username):
+        raise PlacementThrottled(order.pk, HOLD_RETRY_SECONDS)
     allowed, wait = take_token(account_id=order.account_id, exchange=order.exchange)
     if not allowed:
         raise PlacementThrottled(order.pk, wait)
@@ -99,6 +109,7 @@ def _record(order: Order, venue: VenueOrder) -> None:
         "filled": OrderStatus.FILLED,
         "cancelled": OrderStatus.CANCELLED,
         "rejected": OrderStatus.FAILED,
+        "expired": OrderStatus.EXPIRED,
     }.get(venue.state)
     if status is None:  # "unknown": the venue itself does not know yet
         return

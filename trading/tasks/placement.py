@@ -10,8 +10,9 @@ import random
 
 from celery import shared_task
 
+from trading.models import LiveQuote
 from trading.services.placement import PlacementThrottled, order_place, order_resolve_unknown, orders_needing_resolution
-from trading.services.quoting import quotes_cancel_not_quotable
+from trading.services.quoting import quote_refresh, quotes_cancel_not_quotable
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +52,16 @@ def orders_resolve_unknown_task(older_than_seconds: float = STALE_PENDING.total_
 def quotes_cancel_not_quotable_task() -> int:
     """Cancel live quotes on fixtures that started (tournament not quoted in play) or ended."""
     return quotes_cancel_not_quotable()
+
+
+@shared_task(name="trading.quote_repost", acks_late=True, ignore_result=True)
+def quote_repost_task(order_id: int) -> str | None:
+    """After a fill of order ``order_id``: decide its quote key again (``quote_refresh``), which
+    reposts the filled size when trading is active and ``max_outcome_stake`` leaves room, and
+    does nothing while paused or stopped. Only for the key's live order: a late fill of an older
+    order must not requote with that order's stale bookmaker price. Safe to run twice: the second
+    run finds the key unchanged."""
+    if not LiveQuote.objects.filter(order_id=order_id).exists():
+        return None
+    decision = quote_refresh(order_id=order_id)
+    return decision.action.value if decision is not None else None
