@@ -2,4 +2,4 @@
 JSON arguments only, and are safe to run twice. Celery's autodiscovery imports this package,
 so every task module is imported here."""
 
-from . import fills, health, placement, pnl, settlement  # noqa: F401
+from . import fills, health, placement, pnl, reconciliation, settlement  # noqa: F401
