@@ -153,6 +153,8 @@ CELERY_TASK_ROUTES = {
     "trading.orders_resolve_unknown": {"queue": "placement"},
     "trading.quotes_cancel_not_quotable": {"queue": "placement"},
     "trading.fills_*": {"queue": "fills"},
+    "trading.reconcile_*": {"queue": "fills"},
+    "trading.quote_repost": {"queue": "placement"},
     "hedging.*": {"queue": "hedging"},
     "trading.settlement.*": {"queue": "settlement"},
     # The stale-input check must not wait behind slow tasks: its own queue (a worker can take it alone).
@@ -169,6 +171,8 @@ CELERY_BEAT_SCHEDULE = {
     "orders-resolve-unknown": {"task": "trading.orders_resolve_unknown", "schedule": 15.0, "options": {"expires": 14}},
     # Pull fills from every active account's venue (the venue streams push them too; dedupe absorbs both).
     "fills-poll-all": {"task": "trading.fills_poll_all", "schedule": 5.0, "options": {"expires": 4.5}},
+    # Compare every account's open orders and fills with its venue (adopt, cancel orphans, apply missed fills).
+    "venues-reconcile": {"task": "trading.reconcile_all", "schedule": 60.0, "options": {"expires": 55}},
     # Resolve pending bets and hedge recent fills whose hedge task was lost.
     "hedge-sweep": {"task": "hedging.hedge_sweep", "schedule": 30.0, "options": {"expires": 29}},
     # Quotes on fixtures that kicked off (pre-match only) or stopped being quotable.
