@@ -9,5 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # the brokerage: /api/v1/broker/…, /api/auth/sso…, /trade/, /widget/ (before the MM API's /api/v1/)
+    path("", include("brokers.urls")),
     path("api/v1/", include("trading.api.urls")),
 ]
