@@ -190,6 +190,9 @@ SCENARIOS = (
     Scenario("gsw-den", 171, OrderStatus.FILLED, (DECL, NONE), settlement=SS.LOST),
 )
 
+#: The demo client's account on the simulated venue, where the live loop (bin/run) quotes.
+LIVE_ACCOUNT = "demo-vertex-sim"
+
 DECLINE_REASONS = ("price moved beyond tolerance", "stake above bookmaker limit", "market suspended")
 
 CREDENTIALS = {
@@ -440,6 +443,23 @@ class Seeder:
         rest = total - first
         return [first, *Seeder._split(rest, n - 1, pct)]
 
+    # --- the live loop ---------------------------------------------------------------------------------------
+
+    def live_account(self, client: Client) -> ExchangeAccount:
+        """The demo client's account on the simulated venue: with ``quote_all_fixtures`` it quotes every
+        fixture the odds feed sends there (the feed maps each outcome to a simulated market) and hedges
+        on its bookmaker, ``vertex`` (simulated). Kept apart from the scenario accounts above."""
+        account, created = ExchangeAccount.objects.get_or_create(
+            exchange=Exchange.SIMULATED,
+            username=LIVE_ACCOUNT,
+            defaults={"client": client, "balance": Decimal("100000"), "max_outcome_stake": Decimal("1000")},
+        )
+        self.created["exchange accounts"] += created
+        if not account.has_credentials:
+            account.set_credentials({"api_key": "sim-" + hashlib.sha256(LIVE_ACCOUNT.encode()).hexdigest()[:24]})
+            account.save(update_fields=["credentials_encrypted", "updated_at"])
+        return account
+
     # --- the console user ------------------------------------------------------------------------------------
 
     def superuser(self) -> str:
@@ -457,9 +477,9 @@ class Seeder:
 
 class Command(BaseCommand):
     help = (
-        "Load idempotent demo data: clients demo:vertex and acme:pinnacle, accounts on polymarket, kalshi and "
-        "betfair, fixtures in every status, orders in every state with fills and hedge bets, settled and open "
-        "positions; and the console superuser admin/admin if there is none."
+        "Load idempotent demo data: clients demo:vertex and acme:pinnacle, accounts on polymarket, kalshi, "
+        "betfair and (for the live loop) the simulated venue, fixtures in every status, orders in every state with "
+        "fills and hedge bets, settled and open positions; and the console superuser admin/admin if there is none."
     )
 
     def handle(self, *args, **options) -> None:
@@ -467,6 +487,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             pairs = seeder.clients()
             demo = pairs[0][0]
+            seeder.live_account(demo)
             anchor = floor_hour(demo.created_at)  # fixed at the first run: reruns compute the same times
             fixtures = seeder.fixtures(anchor)
             for client, accounts in pairs:
