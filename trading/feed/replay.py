@@ -176,3 +176,33 @@ def rebase_payload(channel: str, payload: Mapping[str, Any], delta_ms: int) -> M
         out["startTime"] = payload["startTime"] + delta_ms // 1000
         return out
     return payload
+
+
+def relabel_fixtures(events: list[ReplayEvent], suffix: str) -> list[ReplayEvent]:
+    """The same events about new fixtures: every ``fixtureId`` (and the ``oddsId`` keys and
+    ``odds_id`` prefixes that embed it) gets ``suffix`` appended. A looping replay plays each lap
+    on fresh fixtures, since a fixture that finished on the previous lap must not start again."""
+    if not suffix:
+        return events
+    out = []
+    for event in events:
+        payload = dict(event.payload)
+        fid = payload["fixtureId"]
+        new = f"{fid}{suffix}"
+        payload["fixtureId"] = new
+        if event.channel == ODDS:
+            key = "odds" if "odds" in payload else "bookmakers"
+            groups: dict[str, Any] = {}
+            for bookmaker, group in (payload.get(key) or {}).items():
+                if isinstance(group, dict) and "outcomeId" not in group:
+                    groups[bookmaker] = {
+                        (new + odds_id[len(fid) :] if odds_id.startswith(fid + ":") else odds_id): outcome
+                        for odds_id, outcome in group.items()
+                    }
+                elif isinstance(bookmaker, str) and bookmaker.startswith(fid + ":"):  # flat {oddsId: outcome}
+                    groups[new + bookmaker[len(fid) :]] = group
+                else:
+                    groups[bookmaker] = group
+            payload[key] = groups
+        out.append(ReplayEvent(t_ms=event.t_ms, channel=event.channel, payload=payload))
+    return out
