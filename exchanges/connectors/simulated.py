@@ -197,6 +197,8 @@ class SimulatedVenueConnector(VenueConnector):
             time.sleep(cfg.latency_ms / 2000)
 
     def _read_fault(self, cfg: SimConfig, what: str) -> None:
+        """A read's round trip (the whole latency) and its chance of timing out."""
+        self._sleep(cfg)
         self._sleep(cfg)
         if self._roll(cfg.timeout_rate):
             raise VenueUnknownOutcome(f"simulated timeout: {what}")
