@@ -60,8 +60,19 @@ log = logging.getLogger(__name__)
 SETTLEMENT_ACTOR = "settlement"
 #: Fixtures the sweep hands to the settlement task per run.
 SWEEP_LIMIT = 200
-#: Outcome ids that a final score settles (player props need scorer data the feed does not carry).
-SCORE_SETTLED_OUTCOMES = sorted(oid for oid, o in CATALOG.items() if o.market_type != MarketType.GOALSCORER)
+
+
+def _score_settled_outcomes() -> dict[int | None, list[int]]:
+    """sport id -> outcome ids a final score settles (player props need scorer data the feed does
+    not carry); key None: markets of any sport."""
+    by_sport: dict[int | None, list[int]] = {}
+    for oid, outcome in sorted(CATALOG.items()):
+        if outcome.market_type != MarketType.GOALSCORER:
+            by_sport.setdefault(outcome.market.sport_id, []).append(oid)
+    return by_sport
+
+
+SCORE_SETTLED_OUTCOMES = _score_settled_outcomes()
 
 
 class SettlementError(Exception):
@@ -266,11 +277,14 @@ def fixtures_needing_settlement(*, limit: int = SWEEP_LIMIT) -> list[int]:
     orders it can decide, or placed undecided bets of settled orders (bets placed after their
     order was settled). Orders the rules cannot decide are left out, so they are not retried
     every minute."""
-    by_score = Q(
+    decidable = Q(pk__in=[])
+    for sport_id, outcome_ids in SCORE_SETTLED_OUTCOMES.items():
+        sport = Q() if sport_id is None else Q(fixture__sport_id=sport_id)
+        decidable |= sport & Q(outcome_id__in=outcome_ids)
+    by_score = decidable & Q(
         fixture__status__in=list(SETTLE_BY_SCORE),
         fixture__participant1_score__isnull=False,
         fixture__participant2_score__isnull=False,
-        outcome_id__in=SCORE_SETTLED_OUTCOMES,
     )
     voided = Q(fixture__status__in=list(VOID_STATUSES))
     orders = (
