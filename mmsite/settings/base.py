@@ -236,6 +236,43 @@ VENUE_STREAM_STALE_SECONDS = env.float("VENUE_STREAM_STALE_SECONDS", default=10.
 # simulated venue); real venues are mapped by operators (OutcomeMarket in the console).
 FEED_AUTO_MARKET_EXCHANGES = env.list("FEED_AUTO_MARKET_EXCHANGES", default=["simulated"])
 
+# --- Brokerage: webhooks (docs/webhooks.md) and chain verification (docs/chain-verification.md) -----
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOK_RETRY_MAX_DELAY_SECONDS", default=6 * 3600.0)
+WEBHOOK_RETRY_WINDOW_HOURS = env.float("WEBHOOK_RETRY_WINDOW_HOURS", default=72.0)
+# JSON-RPC endpoint of the chain the brokers pay USDC on, and the token contract (empty: verification off).
+CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="")
+CHAIN_USDC_ADDRESS = env.str("CHAIN_USDC_ADDRESS", default="")
+CHAIN_USDC_DECIMALS = env.int("CHAIN_USDC_DECIMALS", default=6)
+CHAIN_CHECK_INTERVAL_MINUTES = env.float("CHAIN_CHECK_INTERVAL_MINUTES", default=30.0)
+CHAIN_LOCK_TIMEOUT_HOURS = env.int("CHAIN_LOCK_TIMEOUT_HOURS", default=24)
+CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=3)
+CHAIN_RPC_TIMEOUT_SECONDS = env.float("CHAIN_RPC_TIMEOUT_SECONDS", default=10.0)
+CHAIN_LOGS_MAX_BLOCK_RANGE = env.int("CHAIN_LOGS_MAX_BLOCK_RANGE", default=2000)
+# The OTC lock timeout the brokerage states in the lock answer is the chain check's timeout.
+BROKER_OTC_TIMEOUT_HOURS = CHAIN_LOCK_TIMEOUT_HOURS
+CELERY_TASK_ROUTES.update(
+    {
+        "brokers.webhook_deliver": {"queue": "webhooks"},
+        "brokers.webhooks_sweep": {"queue": "webhooks"},
+        "brokers.withdrawal_chain_check": {"queue": "chain"},
+        "brokers.withdrawals_chain_check": {"queue": "chain"},
+    }
+)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Webhook retries that fell due, and deliveries whose task message was lost.
+        "webhooks-sweep": {"task": "brokers.webhooks_sweep", "schedule": 15.0, "options": {"expires": 14}},
+        # Look for the on-chain payment of every OTC-locked withdrawal; release locks past their timeout.
+        "withdrawals-chain-check": {
+            "task": "brokers.withdrawals_chain_check",
+            "schedule": CHAIN_CHECK_INTERVAL_MINUTES * 60.0,
+            "options": {"expires": CHAIN_CHECK_INTERVAL_MINUTES * 60.0 - 5},
+        },
+    }
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
