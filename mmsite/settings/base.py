@@ -273,6 +273,24 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- Brokerage: brokers, withdrawals, SSO (docs/brokerage.md, docs/api/broker.md) ---------------------
+BROKER_ASSET = env.str("BROKER_ASSET", default="DCT")
+BROKER_WITHDRAWAL_COOLING_SECONDS = env.int("BROKER_WITHDRAWAL_COOLING_SECONDS", default=300)
+BROKER_WITHDRAWAL_FEE_BPS = env.int("BROKER_WITHDRAWAL_FEE_BPS", default=100)
+BROKER_API_RATE_PER_MINUTE = env.int("BROKER_API_RATE_PER_MINUTE", default=1200)
+BROKER_SSO_RATE_PER_MINUTE = env.int("BROKER_SSO_RATE_PER_MINUTE", default=120)
+BROKER_SSO_MAX_TOKEN_LIFETIME_SECONDS = env.int("BROKER_SSO_MAX_TOKEN_LIFETIME_SECONDS", default=3600)
+# The house exchange's withdraw endpoint hands the request to the brokerage (OTC state machine).
+EXCHANGE_WITHDRAWAL_HANDLER = "brokers.services.withdrawals.exchange_withdrawal_request"
+CELERY_TASK_ROUTES.update({"brokers.withdrawals_advance": {"queue": "settlement"}})
+CELERY_TASK_ROUTES.update({"brokers.withdrawal_platform_pay": {"queue": "settlement"}})
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Pending withdrawals past their cooling period go to the platform, which pays them.
+        "withdrawals-advance": {"task": "brokers.withdrawals_advance", "schedule": 15.0, "options": {"expires": 14}},
+    }
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
