@@ -29,6 +29,9 @@ class Trader(models.Model):
     def __str__(self) -> str:
         return self.user.get_username()
 
+    #: DRF reads ``request.user.is_authenticated``; the exchange API authenticates a Trader.
+    is_authenticated = True
+
     @property
     def ledger_owner_id(self) -> str:
         return str(self.pk)
@@ -40,10 +43,16 @@ class TraderApiKeyQuerySet(models.QuerySet):
 
 
 class TraderApiKey(models.Model):
-    """A trader API key ``tk_<prefix>_<secret>``: prefix plus SHA-256 stored, shown once, revocable."""
+    """A trader API key: prefix plus SHA-256 stored, shown once, revocable.
+
+    New keys have the seed's shape ``evt_<64 hex>`` (the seed's SDK refuses any other shape); the
+    prefix is the first 10 hex digits. Keys of the earlier shape ``tk_<prefix>_<secret>`` still work.
+    """
 
     PREFIX_LEN = 10
     SCHEME = "tk"
+    SEED_SCHEME = "evt"
+    SEED_HEX_LEN = 64
 
     trader = models.ForeignKey(Trader, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=128, blank=True, default="")
@@ -71,7 +80,12 @@ class TraderApiKey(models.Model):
 
     @classmethod
     def parse_prefix(cls, raw_key: str) -> str | None:
-        """``tk_<prefix>_<secret>`` -> prefix, or None when the shape is wrong."""
+        """``evt_<64 hex>`` or ``tk_<prefix>_<secret>`` -> prefix, or None when the shape is wrong."""
+        if raw_key.startswith(cls.SEED_SCHEME + "_"):
+            body = raw_key[len(cls.SEED_SCHEME) + 1 :]
+            if len(body) != cls.SEED_HEX_LEN or any(c not in "0123456789abcdef" for c in body):
+                return None
+            return body[: cls.PREFIX_LEN]
         parts = raw_key.split("_", 2)
         if len(parts) != 3 or parts[0] != cls.SCHEME or len(parts[1]) != cls.PREFIX_LEN or not parts[2]:
             return None
@@ -80,6 +94,6 @@ class TraderApiKey(models.Model):
     @classmethod
     def generate(cls) -> tuple[str, str, str]:
         """Return ``(raw_key, prefix, key_hash)`` for a new key."""
-        prefix = secrets.token_hex(cls.PREFIX_LEN // 2)
-        raw = f"{cls.SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
-        return raw, prefix, cls.hash_key(raw)
+        body = secrets.token_hex(cls.SEED_HEX_LEN // 2)
+        raw = f"{cls.SEED_SCHEME}_{body}"
+        return raw, body[: cls.PREFIX_LEN], cls.hash_key(raw)

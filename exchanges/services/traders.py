@@ -40,3 +40,15 @@ def trader_key_create(*, trader: Trader, name: str = "") -> tuple[TraderApiKey, 
 
 def trader_key_revoke(*, api_key: TraderApiKey) -> None:
     TraderApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def trader_fund(*, trader: Trader, asset: str, amount, mode: str = "live", idempotency_key: str) -> None:
+    """Deposit ``amount`` of ``asset`` into the trader's ``mode`` balance from the outside world.
+
+    ``idempotency_key`` makes a retry (or a second run of a script) post once.
+    """
+    from exchanges.ledger import services as ledger
+    from exchanges.ledger.choices import OwnerType
+
+    account = ledger.account_get_or_create(owner_type=OwnerType.TRADER, owner_id=str(trader.pk), asset=asset, mode=mode)
+    ledger.deposit(account=account, amount=amount, idempotency_key=idempotency_key)

@@ -1,0 +1,139 @@
+"""Authentication of the exchange API: ``Authorization: Bearer <JWT>`` or ``X-API-Key`` (trader keys).
+
+JWTs are HS256 with ``settings.EXCHANGE_JWT_SECRET`` (derived from ``SECRET_KEY`` when unset); the
+algorithm is pinned here and never read from the token; ``exp``, ``iat``, ``sub`` and ``typ`` are
+required. Access tokens (``typ=access``) authenticate requests and the private stream; refresh tokens
+(``typ=refresh``) only buy new access tokens at ``/auth/refresh``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import timedelta
+
+import jwt
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+
+from exchanges.models import Trader, TraderApiKey
+
+ALGORITHM = "HS256"
+ISSUER = "mmsite-exchange"
+ACCESS_TTL = timedelta(minutes=15)
+REFRESH_TTL = timedelta(days=7)
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _secret() -> str:
+    configured = getattr(settings, "EXCHANGE_JWT_SECRET", "")
+    if configured:
+        return configured
+    return hashlib.sha256(("exchange-jwt:" + settings.SECRET_KEY).encode()).hexdigest()
+
+
+def issue_jwt(trader: Trader, *, ttl: timedelta = ACCESS_TTL, typ: str = "access") -> str:
+    """A signed token for ``trader`` valid for ``ttl``."""
+    now = timezone.now()
+    payload = {
+        "sub": str(trader.pk),
+        "typ": typ,
+        "iss": ISSUER,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+    }
+    return jwt.encode(payload, _secret(), algorithm=ALGORITHM)
+
+
+def decode_jwt(token: str, *, typ: str = "access") -> dict | None:
+    """The claims of a valid token of type ``typ``, or None (bad signature, expired, wrong type, malformed)."""
+    if not isinstance(token, str) or not token or len(token) > 4096:
+        return None
+    try:
+        claims = jwt.decode(
+            token,
+            _secret(),
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "typ", "iss"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    if claims.get("typ") != typ:
+        return None
+    return claims
+
+
+def authenticate_jwt(token: str, *, typ: str = "access") -> Trader | None:
+    """The trader an access token belongs to, or None."""
+    claims = decode_jwt(token, typ=typ)
+    if claims is None:
+        return None
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.isdigit():
+        return None
+    return Trader.objects.select_related("user").filter(pk=int(sub), user__is_active=True).first()
+
+
+def authenticate_api_key(raw_key: str | None) -> Trader | None:
+    """The trader of an active API key, or None if missing, malformed, unknown or revoked."""
+    if not raw_key:
+        return None
+    raw_key = raw_key.strip()
+    prefix = TraderApiKey.parse_prefix(raw_key)
+    if prefix is None:
+        return None
+    key = TraderApiKey.objects.active().select_related("trader__user").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.key_hash, TraderApiKey.hash_key(raw_key)):
+        return None
+    if not key.trader.user.is_active:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        TraderApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key.trader
+
+
+class BearerJWTAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <JWT>``."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        trader = authenticate_jwt(token.strip())
+        if trader is None:
+            raise exceptions.AuthenticationFailed("Invalid or expired token")
+        return trader, "jwt"
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="exchange"'
+
+
+class TraderApiKeyAuthentication(BaseAuthentication):
+    """``X-API-Key: evt_…`` (or an older ``tk_…`` key)."""
+
+    def authenticate(self, request):
+        raw = request.META.get("HTTP_X_API_KEY")
+        if raw is None:
+            return None
+        trader = authenticate_api_key(raw)
+        if trader is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key")
+        return trader, "api_key"
+
+    def authenticate_header(self, request) -> str:
+        return "X-API-Key"
+
+
+class IsTrader(BasePermission):
+    message = "Authentication required: send Authorization: Bearer <token> or X-API-Key"
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, Trader)

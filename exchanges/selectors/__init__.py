@@ -1,0 +1,1 @@
+"""Read queries of the house exchange (market data, accounts), done in SQL."""

@@ -1,0 +1,668 @@
+"""The matching service: one writer per (market, mode) book across every process, persisting each
+command's orders, trades, cancels, ledger holds, captures, releases and fees in one transaction.
+
+How one command runs (docs/exchange-matching.md has the why):
+
+1. ``SELECT ... FOR UPDATE`` the book's ``BookState`` row inside ``transaction.atomic()``: every other
+   writer of this book, in this process or any other, waits here. This row is the per-symbol mutex.
+2. The process's in-memory book (the pure core, ``exchanges.book``) is used if its ``stamp`` equals the
+   row's; otherwise it is rebuilt from the live order rows and the row's counters.
+3. The command runs on the in-memory book (expiry first, with the database's clock), and its events
+   are turned into row changes and ledger calls: all ledger accounts the command touches are locked up
+   front in ascending id order (the ledger's one lock order), then holds placed, orders written, trades
+   inserted and settled (``trade_settle``: captures with maker/taker fees), holds released.
+4. The row gets the book's counters and a new random ``stamp``; the transaction commits.
+5. After commit: ``exchanges.streams.publish.publish(events)`` and ``trades_committed``.
+
+Any exception inside drops the process's in-memory book (it may be ahead of the database); the next
+command rebuilds it. A refusal raises :class:`~exchanges.errors.ExchangeError` and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from exchanges import signals
+from exchanges.book import (
+    Accepted,
+    Amended,
+    BookDelta,
+    Cancelled,
+    Expired,
+    Instrument,
+    OrderBook,
+    Reduced,
+    Rejected,
+    Trade,
+    Triggered,
+)
+from exchanges.book.book import SNAPSHOT_VERSION
+from exchanges.errors import Codes, ExchangeError
+from exchanges.ledger import services as ledger
+from exchanges.ledger.choices import OPEN_HOLD_STATUSES, OwnerType
+from exchanges.ledger.exceptions import InsufficientFunds
+from exchanges.models import (
+    LIVE_STATUSES,
+    BookState,
+    ExchangeOrder,
+    ExchangeTrade,
+    Hold,
+    LedgerAccount,
+    Market,
+    OrderStatus,
+)
+
+from . import fees as fee_service
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal("0")
+LOCK_TIMEOUT_MS = 5000
+
+#: Book rejection reasons -> API error codes.
+REJECT_CODES = {
+    "invalid_side": Codes.INVALID_SIDE,
+    "invalid_order_type": Codes.INVALID_ORDER_TYPE,
+    "invalid_qty": Codes.INVALID_QUANTITY,
+    "invalid_price": Codes.INVALID_PRICE,
+    "invalid_stop_price": Codes.INVALID_STOP_PRICE,
+    "invalid_display_qty": Codes.INVALID_DISPLAY_QTY,
+    "invalid_expire_at": Codes.INVALID_EXPIRE_AT,
+    "invalid_stp": Codes.INVALID_STP_MODE,
+    "already_expired": Codes.ALREADY_EXPIRED,
+    "price_off_tick": Codes.PRICE_OFF_TICK,
+    "qty_off_lot": Codes.QUANTITY_OFF_LOT,
+    "post_only_would_cross": Codes.POST_ONLY_WOULD_CROSS,
+    "fok_unfillable": Codes.FOK_UNFILLABLE,
+    "no_liquidity": Codes.NO_LIQUIDITY,
+    "stop_would_trigger": Codes.STOP_WOULD_TRIGGER,
+    "not_amendable": Codes.NOT_AMENDABLE,
+    "unknown_order": Codes.UNKNOWN_ORDER,
+    "duplicate_order_id": Codes.INVALID_PARAMETER,
+}
+
+REJECT_MESSAGES = {
+    "post_only_would_cross": "post_only order would trade on arrival",
+    "fok_unfillable": "fok order cannot be filled completely at once",
+    "no_liquidity": "market order: nothing on the other side of the book",
+    "stop_would_trigger": "stop_price is already reached by the last trade price",
+    "not_amendable": "a stop order waiting for its trigger cannot be amended: cancel it and place again",
+    "already_expired": "expire_at is in the past",
+}
+
+
+def now_us() -> int:
+    """The exchange clock: epoch microseconds (the unit of ``expire_at``)."""
+    return time.time_ns() // 1000
+
+
+# --- the in-memory books of this process -----------------------------------------------------------------
+
+
+@dataclass
+class LocalBook:
+    book: OrderBook
+    instrument: Instrument
+    stamp: str
+    market_updated_at: Any
+
+
+_BOOKS: dict[tuple[int, str], LocalBook] = {}
+_BOOKS_GUARD = threading.Lock()
+
+
+def local_books_clear() -> None:
+    """Forget every in-memory book of this process (a restart, as far as the books are concerned)."""
+    with _BOOKS_GUARD:
+        _BOOKS.clear()
+
+
+def _drop(key: tuple[int, str]) -> None:
+    with _BOOKS_GUARD:
+        _BOOKS.pop(key, None)
+
+
+def book_state_get_or_create(*, market: Market, mode: str) -> BookState:
+    state = BookState.objects.filter(market=market, mode=mode).first()
+    if state is not None:
+        return state
+    try:
+        with transaction.atomic():
+            return BookState.objects.create(market=market, mode=mode)
+    except IntegrityError:  # another process created it first
+        return BookState.objects.get(market=market, mode=mode)
+
+
+def _rebuild(market: Market, mode: str, state: BookState) -> LocalBook:
+    """The book of (market, mode) as the database has it: live orders in queue order, the row's counters."""
+    inst = Instrument(market.tick_size, market.lot_size)
+
+    def ticks(v: Decimal | None) -> int | None:
+        return None if v is None else inst.to_ticks(v)
+
+    orders = []
+    rows = (
+        ExchangeOrder.objects.filter(market=market, mode=mode, status__in=LIVE_STATUSES)
+        .order_by("book_arrival", "book_sub_no")
+        .values_list(
+            "order_id",
+            "trader_id",
+            "side",
+            "book_type",
+            "price",
+            "open_quantity",
+            "visible_quantity",
+            "display_qty",
+            "stp_mode",
+            "expire_at",
+            "stop_price",
+            "book_sub_no",
+            "book_arrival",
+            "status",
+        )
+    )
+    for oid, owner, side, btype, price, open_q, vis_q, disp, stp, exp, stop, sub_no, arrival, status in rows:
+        resting = status != OrderStatus.WAITING_TRIGGER
+        orders.append(
+            {
+                "order_id": oid,
+                "owner": owner,
+                "side": side,
+                "order_type": btype,
+                "price": ticks(price) if btype not in ("market", "stop_market") else None,
+                "qty": inst.to_lots(open_q),
+                "visible": inst.to_lots(vis_q) if resting and vis_q else 0,
+                "display_qty": None if disp is None else inst.to_lots(disp),
+                "stp": stp,
+                "expire_at": exp,
+                "stop_price": ticks(stop),
+                "sub_no": sub_no,
+                "arrival": arrival,
+                "resting": resting,
+            }
+        )
+    snap = {
+        "version": SNAPSHOT_VERSION,
+        "symbol": market.symbol,
+        "default_stp": "cancel_resting",
+        "seq": state.sequence,
+        "trade_no": state.trade_no,
+        "last_price": ticks(state.last_price),
+        "clock": state.clock,
+        "counter": state.counter,
+        "orders": orders,
+    }
+    return LocalBook(OrderBook.restore(snap), inst, state.stamp, market.updated_at)
+
+
+# --- ledger accounts (ids never change: cached per process) ------------------------------------------------
+
+_ACCOUNTS: dict[tuple[str, str, str, str], LedgerAccount] = {}
+
+
+def trader_account(*, trader_id: int, asset: str, mode: str) -> LedgerAccount:
+    key = (OwnerType.TRADER, str(trader_id), asset.upper(), mode)
+    acct = _ACCOUNTS.get(key)
+    if acct is None:
+        acct = ledger.account_get_or_create(
+            owner_type=OwnerType.TRADER, owner_id=str(trader_id), asset=asset, mode=mode
+        )
+        _ACCOUNTS[key] = acct
+    return acct
+
+
+def fee_account(*, asset: str, mode: str) -> LedgerAccount:
+    key = (OwnerType.PLATFORM, "fees", asset.upper(), mode)
+    acct = _ACCOUNTS.get(key)
+    if acct is None:
+        acct = ledger.fee_account(asset=asset, mode=mode)
+        _ACCOUNTS[key] = acct
+    return acct
+
+
+def accounts_cache_clear() -> None:
+    _ACCOUNTS.clear()
+
+
+def available(account: LedgerAccount) -> Decimal:
+    balance, held = LedgerAccount.objects.filter(pk=account.pk).values_list("balance", "held").get()
+    return balance - held
+
+
+# --- one command on one book ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _HoldPlan:
+    order: ExchangeOrder
+    amount: Decimal
+    reference: str
+    release_old: Hold | None = None
+
+
+@dataclass
+class Run:
+    """One command on one locked book: the events it produced and what they mean for the rows."""
+
+    market: Market
+    mode: str
+    local: LocalBook
+    state: BookState
+    now: int
+    events: list = field(default_factory=list)
+    new_orders: dict[str, ExchangeOrder] = field(default_factory=dict)
+    #: existing order rows the command already loaded under the book lock (persist reuses them)
+    loaded: dict[str, ExchangeOrder] = field(default_factory=dict)
+    hold_plans: list[_HoldPlan] = field(default_factory=list)
+    dirty: bool = False
+    #: every order row the run touched, by order id, as persisted (filled in by ``_persist``)
+    orders: dict[str, ExchangeOrder] = field(default_factory=dict)
+
+    @property
+    def book(self) -> OrderBook:
+        return self.local.book
+
+    @property
+    def instrument(self) -> Instrument:
+        return self.local.instrument
+
+    def apply(self, events: list) -> list:
+        """Record ``events`` of a book call (which must not be a rejection) for persisting."""
+        if events and not (len(events) == 1 and isinstance(events[0], Rejected)):
+            self.dirty = True
+            self.events.extend(events)
+        return events
+
+    def expire(self) -> None:
+        self.apply(self.book.expire(self.now))
+
+
+def _lock_book_state(market: Market, mode: str) -> BookState:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+    try:
+        return BookState.objects.select_for_update().get(market=market, mode=mode)
+    except OperationalError as exc:
+        if "lock timeout" in str(exc).lower() or "lock_timeout" in str(exc).lower():
+            raise ExchangeError(Codes.BUSY, "the order book is busy, try again", status=503) from exc
+        raise
+
+
+def run_on_book(*, market: Market, mode: str, command: Callable[[Run], Any]) -> Any:
+    """Run ``command(run)`` on the locked (market, mode) book and persist what it did, in one transaction.
+
+    Holds the book's ``BookState`` row ``FOR UPDATE`` throughout. ``command`` calls the in-memory book
+    through ``run.apply(...)``; it may raise :class:`ExchangeError` (nothing is written). Returns what
+    ``command`` returned.
+    """
+    book_state_get_or_create(market=market, mode=mode)
+    key = (market.pk, mode)
+    after: list[Callable[[], None]] = []
+    try:
+        with transaction.atomic():
+            state = _lock_book_state(market, mode)
+            with _BOOKS_GUARD:
+                local = _BOOKS.get(key)
+            if local is None or local.stamp != state.stamp or local.market_updated_at != market.updated_at:
+                local = _rebuild(market, mode, state)
+                with _BOOKS_GUARD:
+                    _BOOKS[key] = local
+            run = Run(market=market, mode=mode, local=local, state=state, now=now_us())
+            run.expire()
+            result = command(run)
+            if run.dirty:
+                after.append(_persist(run))
+            if isinstance(result, Later):
+                result = result.fn()
+    except BaseException:
+        _drop(key)
+        raise
+    for fn in after:
+        fn()
+    return result
+
+
+class Later:
+    """A command's result computed after its run is persisted (e.g. ``Later(lambda: run.orders[oid])``)."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
+
+
+# --- persisting a run ---------------------------------------------------------------------------------------
+
+
+def _order_ids(events: Iterable) -> set[str]:
+    ids: set[str] = set()
+    for ev in events:
+        t = type(ev)
+        if t is Trade:
+            ids.add(ev.taker_order_id)
+            ids.add(ev.maker_order_id)
+        elif t in (Cancelled, Reduced, Expired, Amended, Triggered, Accepted):
+            ids.add(ev.order_id)
+    return ids
+
+
+def _q(inst: Instrument, lots: int) -> Decimal:
+    return inst.qty(lots)
+
+
+def _persist(run: Run) -> Callable[[], None]:
+    """Write everything ``run.events`` did; return the after-commit callback (publish, signal)."""
+    market, mode, inst, book = run.market, run.mode, run.instrument, run.book
+    events = run.events
+    ids = _order_ids(events)
+    orders: dict[str, ExchangeOrder] = {**run.loaded, **run.new_orders}
+    missing = ids - orders.keys()
+    if missing:
+        for o in ExchangeOrder.objects.filter(order_id__in=missing).select_related("trader", "hold"):
+            o.market = market
+            orders[o.order_id] = o
+    for o in orders.values():
+        o.market = market
+    run.orders = orders
+
+    # Pass 1, in Python: what the events mean for the orders.
+    trades: list[tuple[Trade, ExchangeOrder, ExchangeOrder]] = []
+    done_reason: dict[str, tuple[str, str]] = {}
+    reductions: list[tuple[ExchangeOrder, Decimal]] = []
+    publish: list[dict] = []
+    touched: dict[str, ExchangeOrder] = {}
+    for ev in events:
+        t = type(ev)
+        if t is BookDelta:
+            price = inst.price(ev.price)
+            level = [(price, _q(inst, ev.qty))]
+            publish.append(
+                {
+                    "type": "book",
+                    "symbol": market.symbol,
+                    "mode": mode,
+                    "sequence": ev.seq,
+                    "bids": level if ev.side == "buy" else [],
+                    "asks": level if ev.side == "sell" else [],
+                }
+            )
+        elif t is Trade:
+            taker, maker = orders[ev.taker_order_id], orders[ev.maker_order_id]
+            trades.append((ev, taker, maker))
+            touched[taker.order_id] = taker
+            touched[maker.order_id] = maker
+        elif t is Cancelled:
+            done_reason[ev.order_id] = (OrderStatus.CANCELLED, ev.reason)
+            touched[ev.order_id] = orders[ev.order_id]
+        elif t is Expired:
+            done_reason[ev.order_id] = (OrderStatus.EXPIRED, "expired")
+            touched[ev.order_id] = orders[ev.order_id]
+        elif t is Reduced:
+            o = orders[ev.order_id]
+            reductions.append((o, _q(inst, ev.qty)))
+            touched[ev.order_id] = o
+        elif t is Triggered:
+            o = orders[ev.order_id]
+            o.book_type = ev.order_type
+            touched[ev.order_id] = o
+        elif t is Amended:
+            o = orders[ev.order_id]
+            o.price = inst.price(ev.price)
+            o.quantity = o.filled_quantity + _q(inst, ev.qty)
+            touched[ev.order_id] = o
+        elif t is Accepted:
+            touched[ev.order_id] = orders[ev.order_id]
+
+    # Ledger accounts of every trader touched, and the fee accounts: locked now, ascending by id.
+    base, quote = market.base_asset, market.quote_asset
+    acct_ids = set()
+    for o in touched.values():
+        acct_ids.add(trader_account(trader_id=o.trader_id, asset=base, mode=mode).pk)
+        acct_ids.add(trader_account(trader_id=o.trader_id, asset=quote, mode=mode).pk)
+    if trades:
+        acct_ids.add(fee_account(asset=base, mode=mode).pk)
+        acct_ids.add(fee_account(asset=quote, mode=mode).pk)
+    if acct_ids:
+        ledger.lock_accounts(acct_ids)
+
+    # Holds first (new orders, amends), so every trade below settles against a hold.
+    for plan in run.hold_plans:
+        if plan.release_old is not None:
+            ledger.hold_release(hold=plan.release_old)
+        acct = _hold_account(plan.order, market, mode)
+        try:
+            plan.order.hold = ledger.hold_place(account=acct, amount=plan.amount, reference=plan.reference)
+        except InsufficientFunds as exc:
+            raise ExchangeError(
+                Codes.INSUFFICIENT_BALANCE,
+                f"insufficient {acct.asset} balance: available {exc.available}, required {plan.amount}",
+            ) from exc
+
+    # Final state of every touched order, from the book.
+    live_book = book._orders  # the core keeps its orders here; read-only use (queue place for a restart)
+    for oid, o in touched.items():
+        core = live_book.get(oid)
+        if core is not None:
+            o.open_quantity = _q(inst, core.qty)
+            o.visible_quantity = _q(inst, core.visible) if core.level is not None else ZERO
+            o.book_sub_no = core.sub_no
+            o.book_arrival = core.arrival
+            o.book_type = core.order_type
+            if core.level is None:
+                o.status = OrderStatus.WAITING_TRIGGER
+            else:
+                o.status = (
+                    OrderStatus.PARTIALLY_FILLED if o.filled_quantity or _fills_of(oid, trades) else OrderStatus.OPEN
+                )
+
+    # Trades: fills on the orders (and their fees), rows, settlement.
+    trade_rows: list[ExchangeTrade] = []
+    settle_args = []
+    for ev, taker, maker in trades:
+        price, qty = inst.price(ev.price), _q(inst, ev.qty)
+        notional = price * qty
+        buy, sell = (taker, maker) if ev.taker_side == "buy" else (maker, taker)
+        buyer_fee = fee_service.fee_on(
+            amount=qty,
+            bps=fee_service.fee_bps(
+                market=market, trader_id=buy.trader_id, trader_tier=buy.trader.tier, mode=mode, is_maker=buy is maker
+            ),
+        )
+        seller_fee = fee_service.fee_on(
+            amount=notional,
+            bps=fee_service.fee_bps(
+                market=market, trader_id=sell.trader_id, trader_tier=sell.trader.tier, mode=mode, is_maker=sell is maker
+            ),
+        )
+        for o, fee, asset in ((buy, buyer_fee, base), (sell, seller_fee, quote)):
+            o.filled_quantity += qty
+            o.filled_notional += notional
+            o.fees_paid += fee
+            o.fee_asset = asset
+        trade_rows.append(
+            ExchangeTrade(
+                trade_id=f"{market.symbol}-{mode}-{ev.trade_no}",
+                market=market,
+                mode=mode,
+                trade_no=ev.trade_no,
+                price=price,
+                quantity=qty,
+                taker_side=ev.taker_side,
+                taker_order=taker,
+                maker_order=maker,
+                taker_trader_id=taker.trader_id,
+                maker_trader_id=maker.trader_id,
+                taker_fee=buyer_fee if taker is buy else seller_fee,
+                maker_fee=buyer_fee if maker is buy else seller_fee,
+            )
+        )
+        settle_args.append((ev.trade_no, buy, sell, notional, qty, buyer_fee, seller_fee))
+        publish.append(
+            {
+                "type": "trade",
+                "symbol": market.symbol,
+                "mode": mode,
+                "trade_id": trade_rows[-1].trade_id,
+                "price": price,
+                "quantity": qty,
+                "taker_side": ev.taker_side,
+                "timestamp": None,  # filled in after insert
+            }
+        )
+
+    # Done orders: final status; their holds are released after the trades settle.
+    to_release: list[ExchangeOrder] = []
+    for oid, o in touched.items():
+        if oid in live_book:
+            continue
+        status, reason = done_reason.get(oid, (OrderStatus.FILLED, ""))
+        if status == OrderStatus.CANCELLED and o.filled_quantity >= o.quantity:
+            status, reason = OrderStatus.FILLED, ""
+        o.status = status
+        o.cancel_reason = reason
+        o.open_quantity = ZERO
+        o.visible_quantity = ZERO
+        to_release.append(o)
+
+    # Writes, in a fixed order.
+    new_ids = set(run.new_orders)
+    for o in run.new_orders.values():
+        o.save(force_insert=True)
+    update_fields = [
+        "price",
+        "quantity",
+        "filled_quantity",
+        "filled_notional",
+        "open_quantity",
+        "visible_quantity",
+        "fees_paid",
+        "fee_asset",
+        "status",
+        "cancel_reason",
+        "hold",
+        "amend_count",
+        "book_type",
+        "book_sub_no",
+        "book_arrival",
+        "updated_at",
+    ]
+    existing = [o for oid, o in touched.items() if oid not in new_ids]
+    if existing:
+        now = timezone.now()
+        for o in existing:
+            o.updated_at = now
+        ExchangeOrder.objects.bulk_update(existing, update_fields)
+    if trade_rows:
+        ExchangeTrade.objects.bulk_create(trade_rows)
+        created = {row.trade_id: row.created_at for row in trade_rows}
+        for p in publish:
+            if p["type"] == "trade":
+                p["timestamp"] = created[p["trade_id"]]
+    for trade_no, buy, sell, notional, qty, buyer_fee, seller_fee in settle_args:
+        ledger.trade_settle(
+            idempotency_key=f"trade:{market.symbol}:{mode}:{trade_no}",
+            buyer_hold=buy.hold,
+            seller_hold=sell.hold,
+            quote_amount=notional,
+            base_qty=qty,
+            buyer_base_account=trader_account(trader_id=buy.trader_id, asset=base, mode=mode),
+            seller_quote_account=trader_account(trader_id=sell.trader_id, asset=quote, mode=mode),
+            buyer_fee=buyer_fee,
+            seller_fee=seller_fee,
+            base_fee_account=fee_account(asset=base, mode=mode),
+            quote_fee_account=fee_account(asset=quote, mode=mode),
+            memo=f"{market.symbol} trade {trade_no}",
+        )
+    for o, qty in reductions:
+        if o.hold_id and o.order_id in live_book:
+            amount = qty * o.price if o.side == "buy" else qty
+            h = Hold.objects.get(pk=o.hold_id)
+            amount = min(amount, h.remaining)
+            if amount > 0 and h.status in OPEN_HOLD_STATUSES:
+                ledger.hold_release(hold=h, amount=amount)
+    for o in to_release:
+        if o.hold_id:
+            ledger.hold_release(hold=o.hold)
+
+    # The book's counters and a new stamp: other processes' copies are now stale.
+    state = run.state
+    state.sequence = book.seq
+    state.trade_no = book.trade_no
+    state.counter = book._counter
+    state.last_price = None if book.last_price is None else inst.price(book.last_price)
+    state.clock = book.clock
+    state.stamp = secrets.token_hex(8)
+    state.save(update_fields=["sequence", "trade_no", "counter", "last_price", "clock", "stamp", "updated_at"])
+    run.local.stamp = state.stamp
+
+    # Stream events that need the rows: orders, fills, balances.
+    from exchanges.api.render import fill_json, order_json
+
+    for o in touched.values():
+        publish.append({"type": "order", "trader_id": o.trader_id, "mode": mode, "order": order_json(o)})
+    for row in trade_rows:
+        for tid in {row.taker_trader_id, row.maker_trader_id}:
+            publish.append({"type": "fill", "trader_id": tid, "mode": mode, "fill": fill_json(row, tid)})
+    trader_ids = {o.trader_id for o in touched.values()}
+    if trader_ids:
+        for acct in LedgerAccount.objects.filter(
+            owner_type=OwnerType.TRADER,
+            owner_id__in=[str(t) for t in trader_ids],
+            asset__in=[base, quote],
+            mode=mode,
+        ).values("owner_id", "asset", "balance", "held"):
+            publish.append(
+                {
+                    "type": "balance",
+                    "trader_id": int(acct["owner_id"]),
+                    "mode": mode,
+                    "asset": acct["asset"],
+                    "available": acct["balance"] - acct["held"],
+                    "locked": acct["held"],
+                }
+            )
+
+    def after_commit() -> None:
+        _after_commit(publish, trade_rows, mode)
+
+    return lambda: transaction.on_commit(after_commit)
+
+
+def _fills_of(order_id: str, trades: list) -> bool:
+    return any(taker.order_id == order_id or maker.order_id == order_id for _, taker, maker in trades)
+
+
+def _hold_account(order: ExchangeOrder, market: Market, mode: str) -> LedgerAccount:
+    asset = market.quote_asset if order.side == "buy" else market.base_asset
+    return trader_account(trader_id=order.trader_id, asset=asset, mode=mode)
+
+
+def _after_commit(publish: list[dict], trades: list[ExchangeTrade], mode: str) -> None:
+    from exchanges.streams.publish import publish as stream_publish
+
+    try:
+        stream_publish(publish)
+    except Exception:  # a stream failure never undoes a committed trade; log it loudly
+        log.exception("exchange stream publish failed (%d events)", len(publish))
+    if trades:
+        for receiver, response in signals.trades_committed.send_robust(sender=ExchangeTrade, trades=trades, mode=mode):
+            if isinstance(response, Exception):
+                log.error("trades_committed receiver %r failed: %r", receiver, response, exc_info=response)
+
+
+def refuse(events: list, *, op: str = "submit") -> None:
+    """Raise the API error for a book rejection (``events == [Rejected]``); nothing changed."""
+    if len(events) == 1 and isinstance(events[0], Rejected):
+        reason = events[0].reason
+        code = REJECT_CODES.get(reason, Codes.INVALID_PARAMETER)
+        status = 404 if code == Codes.UNKNOWN_ORDER else 400
+        raise ExchangeError(code, REJECT_MESSAGES.get(reason, reason.replace("_", " ")), status=status)
