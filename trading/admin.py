@@ -27,6 +27,7 @@ from django.utils.html import format_html, format_html_join
 
 from hedging.models import HedgeBet
 from mmsite.console import ReadOnlyInlineMixin, ReadOnlyModelAdmin
+from trading.admin_settlement import FixtureSettlementAdminMixin
 from trading.choices import OPEN_ORDER_STATUSES, ControlAction, TradingStatus
 from trading.models import (
     ApiKey,
@@ -410,7 +411,7 @@ class TournamentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Fixture)
-class FixtureAdmin(admin.ModelAdmin):
+class FixtureAdmin(FixtureSettlementAdminMixin, admin.ModelAdmin):
     list_display = (
         "fixture_id",
         "participant1_name",
