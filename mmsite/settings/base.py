@@ -291,6 +291,35 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- House exchange API (docs/api/exchange.md) --------------------------------------------------------
+# JWT secret of exchange access/refresh tokens (HS256); derived from SECRET_KEY when empty.
+EXCHANGE_JWT_SECRET = env.str("EXCHANGE_JWT_SECRET", default="")
+# Rate limits per trader tier (seed 004: 30/min public per IP, 60/min authenticated, 10 orders/s per
+# pair, 30 orders/min per user). A tier missing a key falls back to "standard". JSON in the environment.
+EXCHANGE_RATE_LIMITS = env.json(
+    "EXCHANGE_RATE_LIMITS",
+    default={
+        "standard": {
+            "public_per_minute": 30,
+            "authenticated_per_minute": 60,
+            "orders_per_second_per_pair": 10,
+            "orders_per_minute": 30,
+        },
+        "market_maker": {
+            "public_per_minute": 600,
+            "authenticated_per_minute": 3000,
+            "orders_per_second_per_pair": 100,
+            "orders_per_minute": 6000,
+        },
+    },
+)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Good-till-time orders expire on the book's next command; this sweep expires them on quiet books.
+        "exchange-expire-due": {"task": "exchanges.orders_expire_due", "schedule": 1.0, "options": {"expires": 5}},
+    }
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
