@@ -92,8 +92,23 @@ def render_broker(exc: exceptions.APIException) -> dict[str, Any]:
     return {"error": message, **(getattr(exc, "extra", None) or {})}
 
 
+def render_exchange(exc: exceptions.APIException) -> dict[str, Any]:
+    """The house exchange API (seed 004's SDK reads ``error.code``/``error.message``):
+    ``{"error": {"code": "...", "message": "...", "parameter"?: "...", "retry_after"?: n}}``."""
+    code, message, parameter = describe(exc)
+    if isinstance(exc, exceptions.ParseError):
+        code = "malformed_json"
+    body: dict[str, Any] = {"code": code, "message": message}
+    if parameter:
+        body["parameter"] = parameter
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        body["retry_after"] = int(exc.wait + 0.999)
+    return {"error": body}
+
+
 ERROR_RENDERERS: dict[str, Callable[[exceptions.APIException], dict[str, Any]]] = {
     "mm": render_mm,
+    "exchange": render_exchange,
     "broker": render_broker,
 }
 
