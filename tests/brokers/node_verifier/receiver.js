@@ -2,7 +2,7 @@
 // install needed). It verifies each POST with the seed's verifyWebhook (verify_webhook.js), answers
 // 401 'Invalid signature' or 200 as the seed's handler does, and prints one JSON line per request.
 //
-// usage: WEBHOOK_SECRET=... node receiver.js   (prints "listening <port>" first, on 127.0.0.1)
+// usage: WEBHOOK_SECRET=... [PORT=...] node receiver.js   (prints "listening <port>" first, on 127.0.0.1)
 'use strict';
 const http = require('http');
 const { verifyWebhook } = require('./verify_webhook');
@@ -33,7 +33,7 @@ const server = http.createServer((req, res) => {
   });
 });
 
-server.listen(0, '127.0.0.1', () => {
+server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   console.log('listening ' + server.address().port);
 });
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
