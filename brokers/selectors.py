@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import F, QuerySet
 
 from brokers.choices import WithdrawalStatus
@@ -44,11 +46,19 @@ def client_for_broker(*, broker: Broker, user_id: str) -> BrokerClient:
     return client
 
 
-def withdrawal_for_broker(*, broker: Broker, withdrawal_id) -> Withdrawal:
+def parse_withdrawal_id(value) -> uuid.UUID:
+    """A withdrawal id from a URL: anything that is not a UUID is simply not found."""
+    if isinstance(value, uuid.UUID):
+        return value
     try:
-        w = Withdrawal.objects.visible_to(broker).select_related("client").filter(pk=withdrawal_id).first()
-    except (ValueError, TypeError):
-        w = None
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise NotFound("Withdrawal not found") from exc
+
+
+def withdrawal_for_broker(*, broker: Broker, withdrawal_id) -> Withdrawal:
+    pk = parse_withdrawal_id(withdrawal_id)
+    w = Withdrawal.objects.visible_to(broker).select_related("client").filter(pk=pk).first()
     if w is None:
         raise NotFound("Withdrawal not found")
     return w

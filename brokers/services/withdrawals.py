@@ -45,13 +45,16 @@ S = WithdrawalStatus
 
 def lock_withdrawal(withdrawal_id) -> Withdrawal:
     """``SELECT … FOR UPDATE`` one withdrawal (with its client and brokers); call inside ``atomic()``."""
+    from brokers.selectors import parse_withdrawal_id
+
+    pk = parse_withdrawal_id(withdrawal_id)
     try:
         return (
             Withdrawal.objects.select_for_update(of=("self",))
             .select_related("client", "broker", "locked_by")
-            .get(pk=withdrawal_id)
+            .get(pk=pk)
         )
-    except (Withdrawal.DoesNotExist, ValueError, TypeError) as exc:  # ValueError/TypeError: not a UUID
+    except Withdrawal.DoesNotExist as exc:
         raise NotFound("Withdrawal not found") from exc
 
 
