@@ -114,7 +114,7 @@ def test_a_second_run_changes_nothing(account):
     assert again.orders_settled == [] and again.bets_settled == []
 
 
-def test_unknown_outcomes_and_goalscorers_without_scorer_data_stay_undecided_and_are_reported(account):
+def test_r20_unknown_outcomes_and_goalscorers_without_scorer_data_stay_undecided_and_are_reported(account):
     fx = finished(2, 1)
     unknown = filled(account, fx, 161)  # a seed default id that the catalog does not define
     scorer = filled(account, fx, 1150, player_id=290927)

@@ -1,5 +1,6 @@
 """Settlement rules (trading/settlement_rules.py): one test per row of the table in
-docs/settlement.md (R1..R22, named in each test), then properties checked with hypothesis."""
+docs/settlement.md (R1..R22, named in each test; R20, an id not in the catalog, is a service
+rule: tests/trading/test_settlement.py), then properties checked with hypothesis."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import OperationalError
 
 from trading.models import Fixture
 from trading.services.settlement import enqueue_settlement, fixtures_needing_settlement, settle_fixture
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
     name="trading.settlement.settle_fixture",
     acks_late=True,
     ignore_result=True,
-    autoretry_for=(OSError,),
+    autoretry_for=(OperationalError,),  # a lost connection or a lock timeout: run again, it is idempotent
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,
