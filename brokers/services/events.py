@@ -7,13 +7,10 @@ event exists if and only if the change committed.
 
 from __future__ import annotations
 
-import logging
 from decimal import Decimal
 from typing import Any
 
 from brokers.models import Broker, BrokerClient, Transfer, Withdrawal
-
-logger = logging.getLogger(__name__)
 
 
 def _plain(value: Any) -> Any:
@@ -24,11 +21,8 @@ def _plain(value: Any) -> Any:
 
 def emit(*, broker: Broker, event_type: str, data: dict[str, Any]) -> None:
     """Write one event for ``broker`` to the outbox (call inside the event's transaction)."""
-    try:
-        from brokers.services.webhooks import webhook_emit
-    except ImportError:  # the outbox module is not installed in this build: nothing to deliver to
-        logger.debug("webhook outbox unavailable; %s for broker %s not recorded", event_type, broker.pk)
-        return
+    from brokers.services.webhooks import webhook_emit  # imported late: it imports the tasks
+
     webhook_emit(broker=broker, event_type=event_type, data={k: _plain(v) for k, v in data.items()})
 
 
