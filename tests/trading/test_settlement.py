@@ -422,3 +422,38 @@ def test_settling_two_fixtures_with_orders_of_many_days_in_opposite_orders_does_
 
     assert sum(len(s.orders_settled) for s in summaries) == 12
     assert not Order.objects.filter(settlement_status=S.UNDECIDED).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_settlement_running_while_fills_are_being_hedged_neither_deadlocks_nor_misses_a_bet(mm_client, eager_hedging):
+    """Hedge workers write bets (bet row -> PnL marker) while settlement runs (fixture -> order ->
+    bets -> marker) on the same orders and days. Neither waits on the other in a cycle; bets placed
+    after their order settled are settled by the next run (what the sweep does)."""
+    from hedging.services import hedge_fill
+    from trading.models import Fill
+
+    fx = finished(1, 2)
+    account = AccountFactory(client=mm_client[0])
+    orders = [
+        filled(account, fx, outcome, back=bool(i % 2), bet=None) for i, outcome in enumerate([101, 103, 1011] * 8)
+    ]
+    fill_ids = list(Fill.objects.filter(order__in=orders).values_list("id", flat=True))
+    jobs = ["settle", "settle"] + fill_ids
+
+    _in_threads(
+        lambda job: settle_fixture(fixture_id=fx.pk, actor="test") if job == "settle" else hedge_fill(fill_id=job),
+        jobs,
+        6,
+    )
+    settle_fixture(fixture_id=fx.pk, actor="sweep")
+
+    from hedging.models import HedgeBet
+
+    assert HedgeBet.objects.filter(order__fixture=fx, bet_status=BetStatus.PLACED).count() == len(orders)
+    mirror = {"WON": "lost", "LOST": "won"}
+    for order in Order.objects.filter(fixture=fx).prefetch_related("bets"):
+        assert order.settlement_status in ("WON", "LOST")
+        placed = [b for b in order.bets.all() if b.bet_status == BetStatus.PLACED]
+        assert [b.settlement_status for b in placed] == [mirror[order.settlement_status]] * len(placed)
+    assert fixtures_needing_settlement() == []
