@@ -87,6 +87,11 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     _db.setdefault("TEST", {})["NAME"] = "test_mmsite" + env.str("TEST_DB_SUFFIX", default="")
 else:
     _db.setdefault("OPTIONS", {})["timeout"] = 20
+    # The embedded loop (bin/run) writes from several threads: take the write lock at BEGIN (a
+    # deferred transaction that upgrades fails at once with "database is locked" instead of
+    # waiting), and WAL so that readers never wait for a writer.
+    _db["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+    _db["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
 IS_POSTGRES = _db["ENGINE"] == "django.db.backends.postgresql"
 # Covering indexes (INCLUDE) are a PostgreSQL feature for the hot read paths; SQLite, the embedded
 # default, builds them without the extra columns, which is fine for a laptop-sized database.
