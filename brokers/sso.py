@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 import jwt
-from django.conf import settings
 from django.utils import timezone
 
 from brokers import conf
@@ -89,16 +88,9 @@ def sso_verify(token: str) -> tuple[Broker, dict]:
 
 
 def session_token_for(trader) -> str:
-    """The house exchange's session JWT for ``trader`` (``exchanges.api.authentication.issue_jwt``)."""
-    try:
-        from exchanges.api.authentication import issue_jwt
-    except ImportError:  # the exchange API is not installed: the same token shape from its settings
-        import time
+    """The house exchange's session JWT for ``trader`` (what its API and private stream accept)."""
+    from exchanges.api.authentication import issue_jwt
 
-        now = int(time.time())
-        secret = getattr(settings, "EXCHANGE_JWT_SECRET", None) or settings.SECRET_KEY
-        ttl = int(getattr(settings, "EXCHANGE_JWT_TTL_SECONDS", 86400))
-        return jwt.encode({"sub": str(trader.pk), "iat": now, "exp": now + ttl}, secret, algorithm="HS256")
     return issue_jwt(trader)
 
 
