@@ -11,5 +11,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # the brokerage: /api/v1/broker/…, /api/auth/sso…, /trade/, /widget/ (before the MM API's /api/v1/)
     path("", include("brokers.urls")),
+    # the house exchange: /api/v1/exchange/… and the traders' login /auth/… (before the MM API's /api/v1/)
+    path("api/v1/exchange/", include("exchanges.api.urls")),
+    path("auth/", include("exchanges.api.auth_urls")),
     path("api/v1/", include("trading.api.urls")),
 ]

@@ -15,6 +15,7 @@ from datetime import timedelta
 import jwt
 from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -137,3 +138,24 @@ class IsTrader(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return isinstance(request.user, Trader)
+
+
+class BearerJWTScheme(OpenApiAuthenticationExtension):
+    target_class = "exchanges.api.authentication.BearerJWTAuthentication"
+    name = "ExchangeBearer"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "from POST /auth/login"}
+
+
+class TraderApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "exchanges.api.authentication.TraderApiKeyAuthentication"
+    name = "TraderApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "trader API key (evt_<64 hex>), issued by `manage.py create_trader`",
+        }

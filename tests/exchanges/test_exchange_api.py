@@ -1,0 +1,238 @@
+"""The exchange REST API: every endpoint of seed 004, auth, errors, tenant isolation."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+from rest_framework.test import APIClient
+
+from exchanges.api.authentication import issue_jwt
+from exchanges.ledger.selectors import owner_balances
+from exchanges.models import ExchangeOrder, ExchangeWithdrawal
+from exchanges.services.traders import trader_key_create
+
+from .conftest import make_market
+
+BASE = "/api/v1/exchange"
+
+
+def client_for(trader, *, jwt=False):
+    c = APIClient()
+    if jwt:
+        c.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_jwt(trader)}")
+    else:
+        c.credentials(HTTP_X_API_KEY=trader_key_create(trader=trader)[1])
+    return c
+
+
+@pytest.fixture(autouse=True)
+def _generous_limits(settings):
+    settings.EXCHANGE_RATE_LIMITS = {
+        "standard": {
+            "public_per_minute": 10_000,
+            "authenticated_per_minute": 10_000,
+            "orders_per_second_per_pair": 10_000,
+            "orders_per_minute": 10_000,
+        }
+    }
+
+
+def bal(trader, mode="live"):
+    return {
+        r["asset"]: (r["balance"], r["held"])
+        for r in owner_balances(owner_type="trader", owner_id=str(trader.pk), mode=mode)
+    }
+
+
+def test_place_get_cancel_and_book_over_http(market, alice, bob):
+    a, b = client_for(alice), client_for(bob, jwt=True)
+    r = a.post(
+        f"{BASE}/vaix/orders",
+        {"side": "sell", "quantity": "1000", "price": "0.003", "order_type": "limit"},
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    oid = r.json()["order_id"]
+    assert oid.startswith("ord_") and r.json()["status"] == "open" and r.json()["quantity"] == "1000"
+    book = APIClient().get(f"{BASE}/vaix/book?depth=30").json()
+    assert book["asks"] == [["0.003", "1000"]] and book["bids"] == [] and book["sequence"] == 1
+    hybrid = APIClient().get(f"{BASE}/vaix/book/hybrid?depth=30").json()
+    assert hybrid["asks"][0]["source"] == "clob" and hybrid["amm_configured"] is False
+    bbo = APIClient().get(f"{BASE}/vaix/bbo").json()
+    assert bbo["best_ask"] == "0.003" and bbo["best_bid"] is None
+    r = b.post(f"{BASE}/vaix/orders", {"side": "buy", "quantity": "400", "price": "0.003"}, format="json")
+    assert r.status_code == 201 and r.json()["status"] == "filled" and len(r.json()["fills"]) == 1
+    fill = r.json()["fills"][0]
+    assert fill["side"] == "buy" and fill["role"] == "taker" and fill["price"] == "0.003"
+    mine = a.get(f"{BASE}/vaix/trades/mine?limit=20").json()["trades"]
+    assert mine[0]["side"] == "sell" and mine[0]["role"] == "maker" and mine[0]["order_id"] == oid
+    assert APIClient().get(f"{BASE}/vaix/trades").json()["trades"][0]["quantity"] == "400"
+    got = a.get(f"{BASE}/vaix/orders/{oid}").json()
+    assert got["filled_quantity"] == "400" and got["status"] == "partially_filled"
+    assert b.get(f"{BASE}/vaix/orders/{oid}").status_code == 404  # another trader's order
+    assert b.delete(f"{BASE}/vaix/orders/{oid}").status_code == 404
+    r = a.delete(f"{BASE}/vaix/orders/{oid}?mode=live")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert a.get(f"{BASE}/vaix/orders/open").json()["orders"] == []
+    hist = a.get(f"{BASE}/vaix/orders/history?limit=50&offset=0").json()
+    assert hist["total"] == 1 and hist["orders"][0]["order_id"] == oid
+
+
+def test_error_shape_and_codes(market, alice):
+    a = client_for(alice)
+    before = bal(alice)
+    cases = [
+        ({"side": "hold", "quantity": "10", "price": "0.003"}, 400, "invalid_side"),
+        ({"side": "buy", "quantity": "10", "price": "0.003", "order_type": "x"}, 400, "invalid_order_type"),
+        ({"side": "buy", "quantity": "-1", "price": "0.003"}, 400, "invalid_quantity"),
+        ({"side": "buy", "quantity": "0", "price": "0.003"}, 400, "invalid_quantity"),
+        ({"side": "buy", "quantity": 10.5, "price": "0.003"}, 400, "quantity_off_lot"),
+        ({"side": "buy", "quantity": "10", "price": "0.00301"}, 400, "price_off_tick"),
+        ({"side": "buy", "quantity": "10", "price": 0.003}, 201, None),
+        ({"side": "buy", "quantity": "1", "price": "0.003"}, 201, None),
+        ({"side": "buy", "quantity": "100000000", "price": "0.003"}, 400, "insufficient_balance"),
+        ({"side": "buy", "quantity": "10", "price": "abc"}, 400, "invalid_price"),
+        ({"side": "buy", "quantity": ["1"], "price": "0.003"}, 400, "invalid_quantity"),
+        ({"side": "buy", "quantity": "10", "price": "0.003", "bogus": 1}, 400, "invalid_parameter"),
+    ]
+    for body, status, code in cases:
+        r = a.post(f"{BASE}/vaix/orders", body, format="json")
+        assert r.status_code == status, (body, r.content)
+        if code:
+            assert r.json()["error"]["code"] == code, (body, r.json())
+            assert r.json()["error"]["message"]
+    make_market("big", min_order_size="100")
+    r = a.post(f"{BASE}/big/orders", {"side": "buy", "quantity": "10", "price": "0.003"}, format="json")
+    assert r.json()["error"]["code"] == "below_min_order_size"
+    r = a.post(f"{BASE}/nope/orders", {"side": "buy", "quantity": "10", "price": "0.003"}, format="json")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "invalid_symbol"
+    r = a.post(f"{BASE}/vaix/orders", data="{not json", content_type="application/json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_json"
+    r = a.get(f"{BASE}/vaix/orders/ord_nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_order"
+    assert a.get(f"{BASE}/vaix/orders/history?limit=100000").status_code == 400
+    assert a.get(f"{BASE}/vaix/orders/history?offset=-1").status_code == 400
+    r = a.post(
+        f"{BASE}/vaix/orders/batch",
+        {"orders": [{"side": "buy", "quantity": "1", "price": "0.001"}] * 11},
+        format="json",
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "batch_too_large"
+    assert APIClient().post(f"{BASE}/vaix/orders", {"side": "buy"}, format="json").status_code == 401
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Bearer not.a.jwt")
+    assert bad.get(f"{BASE}/vaix/orders/open").status_code == 401
+    # two orders were accepted (11 quote held); every refusal left the balance as it was
+    assert bal(alice)["USDC"] == (before["USDC"][0], D("0.033"))
+
+
+def test_batch_place_and_cancel_each_on_its_own(market, alice):
+    a = client_for(alice)
+    orders = [
+        {"side": "buy", "quantity": "500", "price": "0.003", "order_type": "limit"},
+        {"side": "buy", "quantity": "500", "price": "0.0029", "order_type": "limit"},
+        {"side": "buy", "quantity": "5", "price": "0.00295"},
+    ]
+    r = a.post(f"{BASE}/vaix/orders/batch", {"orders": orders}, format="json")
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["total"], body["successful"], body["failed"]) == (3, 2, 1)
+    assert body["results"][2]["error"]["code"] == "price_off_tick"
+    r = a.post(f"{BASE}/vaix/orders/batch", orders[:1], format="json")  # the SDK sends a bare array
+    assert r.json()["successful"] == 1
+    ids = [x["order"]["order_id"] for x in body["results"] if x["success"]] + ["ord_missing"]
+    r = a.delete(f"{BASE}/vaix/orders/batch", {"order_ids": ids}, format="json")
+    assert (r.json()["successful"], r.json()["failed"]) == (2, 1)
+
+
+def test_amend_cancel_all_kill_switch(market, alice):
+    make_market("sbio")
+    a = client_for(alice)
+    oid = a.post(f"{BASE}/vaix/orders", {"side": "buy", "quantity": "100", "price": "0.003"}, format="json").json()[
+        "order_id"
+    ]
+    r = a.patch(f"{BASE}/vaix/orders/{oid}", {"price": "0.0025", "quantity": "50"}, format="json")
+    assert r.status_code == 200 and r.json()["price"] == "0.0025" and r.json()["quantity"] == "50"
+    a.post(f"{BASE}/vaix/orders", {"side": "buy", "quantity": "10", "price": "0.001"}, format="json")
+    a.post(f"{BASE}/sbio/orders", {"side": "buy", "quantity": "10", "price": "0.001"}, format="json")
+    a.post(f"{BASE}/sbio/orders", {"side": "buy", "quantity": "10", "price": "0.001", "mode": "paper"}, format="json")
+    r = a.delete(f"{BASE}/vaix/orders")
+    assert r.json()["cancelled"] == 2
+    r = a.delete(f"{BASE}/orders/all")
+    assert r.json()["cancelled"] == 2  # sbio live and paper
+    assert not ExchangeOrder.objects.live().exists()
+    assert bal(alice)["USDC"][1] == 0 and bal(alice, "paper")["USDC"][1] == 0
+
+
+def test_market_data_endpoints(market, alice, bob):
+    a, b = client_for(alice), client_for(bob)
+    a.post(f"{BASE}/vaix/orders", {"side": "sell", "quantity": "100", "price": "0.004"}, format="json")
+    b.post(f"{BASE}/vaix/orders", {"side": "buy", "quantity": "60", "price": "0.004"}, format="json")
+    pub = APIClient()
+    pairs = pub.get(f"{BASE}/pairs").json()
+    assert pairs[0]["base_symbol"] == "VAIX" and pairs[0]["tick_size"] == "0.0001" and pairs[0]["lot_size"] == "1"
+    assert pub.get(f"{BASE}/markets").json()[0]["price"] == "0.004"
+    stats = pub.get(f"{BASE}/vaix/stats").json()
+    assert stats["volume_24h"] == "60" and stats["trades_24h"] == 1
+    chart = pub.get(f"{BASE}/vaix/chart?interval=4h&limit=200").json()
+    assert chart["candles"][0]["open"] == "0.004" and chart["candles"][0]["volume"] == "60"
+    for interval in ("1m", "5m", "15m", "1h", "1d"):
+        assert pub.get(f"{BASE}/vaix/chart?interval={interval}").status_code == 200
+    assert pub.get(f"{BASE}/vaix/chart?interval=2h").status_code == 400
+    assert pub.get(f"{BASE}/vaix/venues").json()["venues"][0]["venue"] == "CLOB"
+    assert pub.get(f"{BASE}/vaix/ticker").json()["last_price"] == "0.004"
+    assert "timestamp_us" in pub.get(f"{BASE}/time").json()
+    assert pub.get(f"{BASE}/fee-schedule").json()["tiers"][0]["name"]
+    assert b.get(f"{BASE}/my-fees").json()["tier"] == "standard"
+    bal_body = a.get(f"{BASE}/vaix/balance").json()
+    assert bal_body["base_asset"] == "VAIX" and bal_body["quote_asset"] == "USDC"
+
+
+def test_withdraw_holds_funds_pending_without_a_handler(market, alice, settings):
+    settings.EXCHANGE_WITHDRAWAL_HANDLER = ""
+    a = client_for(alice)
+    r = a.post(f"{BASE}/vaix/withdraw", {"amount": "500", "destination": "0xabc"}, format="json")
+    assert r.status_code == 202 and r.json()["status"] == "pending"
+    assert bal(alice)["VAIX"] == (D("100000"), D("500"))
+    w = ExchangeWithdrawal.objects.get()
+    assert w.hold.reference == f"withdrawal:{w.withdrawal_id}"
+    r = a.post(f"{BASE}/vaix/withdraw", {"amount": "1e9", "destination": "0xabc"}, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "insufficient_balance"
+    r = a.post(f"{BASE}/vaix/withdraw", {"amount": "5", "destination": ""}, format="json")
+    assert r.json()["error"]["code"] == "invalid_destination"
+
+
+def test_login_with_email_and_password_returns_the_sdk_shape(market, alice):
+    r = APIClient().post("/auth/login", {"email": "alice@example.com", "password": "pw-alice"}, format="json")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["access_token"] and body["refresh_token"] and body["expires_in"] == 900
+    assert body["user"]["id"] == str(alice.pk)
+    c = APIClient()
+    c.credentials(HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")
+    assert c.get(f"{BASE}/vaix/orders/open").status_code == 200
+    r = APIClient().post("/auth/refresh", {"refresh_token": body["refresh_token"]}, format="json")
+    assert r.status_code == 200 and r.json()["access_token"]
+    # a refresh token is not an access token, and a wrong password is a 401
+    c.credentials(HTTP_AUTHORIZATION=f"Bearer {body['refresh_token']}")
+    assert c.get(f"{BASE}/vaix/orders/open").status_code == 401
+    r = APIClient().post("/auth/login", {"email": "alice@example.com", "password": "nope"}, format="json")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_credentials"
+
+
+def test_jwt_algorithm_is_pinned_and_exp_required(market, alice, settings):
+    import jwt as pyjwt
+
+    from exchanges.api.authentication import _secret, authenticate_jwt
+
+    none_token = pyjwt.encode({"sub": str(alice.pk), "typ": "access"}, key="", algorithm="none")
+    assert authenticate_jwt(none_token) is None
+    no_exp = pyjwt.encode(
+        {"sub": str(alice.pk), "typ": "access", "iat": 1, "iss": "mmsite-exchange"}, _secret(), "HS256"
+    )
+    assert authenticate_jwt(no_exp) is None
+    assert authenticate_jwt(issue_jwt(alice)) == alice
+    from datetime import timedelta
+
+    assert authenticate_jwt(issue_jwt(alice, ttl=timedelta(seconds=-1))) is None
