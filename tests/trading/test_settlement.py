@@ -457,3 +457,19 @@ def test_settlement_running_while_fills_are_being_hedged_neither_deadlocks_nor_m
         placed = [b for b in order.bets.all() if b.bet_status == BetStatus.PLACED]
         assert [b.settlement_status for b in placed] == [mirror[order.settlement_status]] * len(placed)
     assert fixtures_needing_settlement() == []
+
+
+def test_the_settlement_tasks_are_registered_late_acked_and_routed_to_the_settlement_queue():
+    from django.conf import settings
+
+    from mmsite.celery import app
+
+    app.loader.import_default_modules()
+    for name in ("trading.settlement.settle_fixture", "trading.settlement.sweep"):
+        task = app.tasks[name]
+        assert task.acks_late
+        assert app.amqp.router.route({}, name)["queue"].name == "settlement"
+    assert any(
+        e["task"] == "trading.settlement.sweep" and e["schedule"] == 60.0
+        for e in settings.CELERY_BEAT_SCHEDULE.values()
+    )

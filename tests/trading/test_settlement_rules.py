@@ -241,3 +241,42 @@ def test_a_hedged_pair_locks_the_spread_whatever_the_score(home, away, o):
         bet_pnl = b * PROFIT[bet_result(order)](o)
         expected = {W: 1, HW: D("0.5"), V: 0, HL: D("0.5"), L: 1}[order] * s * (p - 1 / o)
         assert abs(fill_pnl + bet_pnl - expected) < D("1e-20")
+
+
+# --- cross-check against the sample replay's own model ----------------------------------------------------------
+
+
+def test_every_outcome_of_the_sample_replay_settles_as_its_generators_closing_prices_say():
+    """The sample's generator closes every market at full time with the outcome's probability
+    (1.001 = it happened, 1001 = it did not; Asian quarter lines price a half win as 1.001 and a
+    half loss as 1001). Our rules, applied to the replay's final scores, must agree everywhere."""
+    import json
+
+    from tests.trading.test_markets import SAMPLE
+
+    final_scores: dict[str, tuple[int, int]] = {}
+    last_price: dict[tuple[str, int], float] = {}
+    with SAMPLE.open() as fh:
+        fh.readline()
+        for line in fh:
+            msg = json.loads(line)
+            payload = msg["payload"]
+            if msg["channel"] == "scores" and "result" in payload["scores"]:
+                result = payload["scores"]["result"]
+                final_scores[payload["fixtureId"]] = (result["participant1Score"], result["participant2Score"])
+            if msg["channel"] == "odds":
+                for entry in payload["odds"].get("vertex", {}).values():
+                    if entry["playerId"] == 0:
+                        last_price[(payload["fixtureId"], entry["outcomeId"])] = entry["price"]
+
+    checked = 0
+    for (fixture_id, outcome_id), price in last_price.items():
+        home, away = final_scores[fixture_id]
+        result = back_result(CATALOG[outcome_id], ft(home, away))
+        assert (result in (W, HW)) == (price <= 1.001), (fixture_id, outcome_id, home, away, result, price)
+        assert (result in (L, HL)) == (price >= 1001), (fixture_id, outcome_id, home, away, result, price)
+        checked += 1
+    assert len(final_scores) == 5 and checked > 60
+    assert {back_result(CATALOG[10170], ft(*s)) for s in final_scores.values()} >= {
+        HL
+    }  # a 1-1 puts a quarter line on a half
