@@ -171,9 +171,11 @@ class Devnet:
             self.tester.mine_blocks(blocks)
 
     def set_next_block_time(self, timestamp: int) -> None:
-        """The next mined block gets this timestamp (must be after the latest block's)."""
+        """Blocks mined from now on have a timestamp of at least ``timestamp`` (the chain's clock
+        moves forward only: a time already passed leaves it as it is)."""
         with self.lock:
-            self.tester.time_travel(int(timestamp))
+            if int(timestamp) > int(self.tester.get_block_by_number("pending")["timestamp"]):
+                self.tester.time_travel(int(timestamp))
 
     def latest_block(self) -> dict[str, Any]:
         with self.lock:
