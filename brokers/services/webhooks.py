@@ -83,6 +83,15 @@ def webhook_endpoint_set(*, broker, url: str) -> str:
     return secret
 
 
+def webhook_endpoint_update(*, endpoint: WebhookEndpoint, url: str, active: bool) -> WebhookEndpoint:
+    """Change the URL or switch the endpoint on or off, keeping its secret."""
+    URLValidator(schemes=["http", "https"])(url)
+    endpoint.url = url
+    endpoint.active = active
+    endpoint.save(update_fields=["url", "active", "updated_at"])
+    return endpoint
+
+
 def webhook_endpoint_deactivate(*, broker) -> bool:
     """Stop emitting events to the broker (rows already in the outbox wait, and die after the window)."""
     return WebhookEndpoint.objects.filter(broker=broker, active=True).update(active=False) > 0
