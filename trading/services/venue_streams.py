@@ -30,7 +30,7 @@ import random
 import threading
 from collections.abc import Callable
 
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 
 from exchanges.connectors.base import VenueEvent, VenueUnknownOutcome
 from exchanges.connectors.registry import get_connector
@@ -141,7 +141,6 @@ class AccountStreamRunner:
         backoff = BACKOFF_START
         try:
             while not self.stop.is_set() and (max_connects is None or self.connects < max_connects):
-                close_old_connections()
                 try:
                     self.connect_once(max_events=max_events)
                     backoff = BACKOFF_START
@@ -149,6 +148,8 @@ class AccountStreamRunner:
                         return
                 except (VenueUnknownOutcome, DatabaseError) as exc:
                     log.warning("venue stream %s:%s down: %s; reconnecting", self.exchange, self.user, exc)
+                    if isinstance(exc, DatabaseError) and not connection.in_atomic_block:
+                        close_old_connections()  # a broken connection is replaced on the next query
                     venue_hold(exchange=self.exchange, account=self.user, reason=str(exc))
                     self.stop.wait(backoff + random.uniform(0, backoff / 2))  # noqa: S311 - jitter
                     backoff = min(BACKOFF_MAX, backoff * 2)
