@@ -100,17 +100,33 @@ def webhook_endpoint_deactivate(*, broker) -> bool:
 # --- the outbox --------------------------------------------------------------------------------------
 
 
-def webhook_emit(*, broker, event_type: str, data: dict[str, Any]) -> WebhookDelivery | None:
+#: Namespace of event ids derived from an event key (``webhook_emit(..., event_key=...)``).
+EVENT_ID_NAMESPACE = uuid.UUID("6f1d8a52-4b0e-4c1e-9a7e-5d2b8c3f9e10")
+
+
+def webhook_emit(
+    *, broker, event_type: str, data: dict[str, Any], event_key: str | None = None
+) -> WebhookDelivery | None:
     """Write the event to the outbox in the caller's transaction; deliver after it commits.
 
     ``broker`` is a Broker or its primary key. Returns None (and writes nothing) when the broker has no
     active endpoint. ``data`` must be JSON-serializable; Decimals become strings, datetimes ISO 8601.
+
+    ``event_key``: a key naming the event itself (``"fill:<trade id>:taker"``). The event id is then
+    derived from it (UUID 5 of broker and key), so emitting the same event twice writes one row and
+    returns the first; without a key every call is a new event.
     """
     broker_id = getattr(broker, "pk", broker)
     if not WebhookEndpoint.objects.filter(broker_id=broker_id, active=True).exists():
         return None
     now = timezone.now()
-    event_id = uuid.uuid4()
+    if event_key is not None:
+        event_id = uuid.uuid5(EVENT_ID_NAMESPACE, f"{broker_id}:{event_key}")
+        existing = WebhookDelivery.objects.filter(event_id=event_id).first()
+        if existing is not None:
+            return existing
+    else:
+        event_id = uuid.uuid4()
     body = signing.encode_envelope(event_id=event_id, event_type=event_type, timestamp=int(now.timestamp()), data=data)
     delivery = WebhookDelivery.objects.create(
         event_id=event_id,
@@ -275,3 +291,57 @@ def webhook_redeliver(*, delivery_id: int) -> WebhookDelivery:
         delivery.save(update_fields=["status", "next_attempt_at", "give_up_at", "claimed_until", "updated_at"])
         transaction.on_commit(lambda: _enqueue(delivery.pk))
     return delivery
+
+
+# --- fills of the house exchange ---------------------------------------------------------------------
+
+
+def _fill_payload(trade, *, role: str, client) -> dict[str, Any]:
+    order = trade.taker_order if role == "taker" else trade.maker_order
+    side = trade.taker_side if role == "taker" else ("sell" if trade.taker_side == "buy" else "buy")
+    return {
+        "trade_id": trade.trade_id,
+        "user_id": client.user_id,
+        "symbol": trade.market.symbol,
+        "side": side,
+        "role": role,
+        "price": trade.price,
+        "quantity": trade.quantity,
+        "fee": trade.taker_fee if role == "taker" else trade.maker_fee,
+        "order_id": order.order_id,
+        "client_order_id": order.client_order_id or None,
+        "executed_at": trade.created_at,
+    }
+
+
+def webhook_fills_emit(*, trade_ids: list[int]) -> list[WebhookDelivery]:
+    """A ``fill`` event to the broker of each trader (taker and maker) of the given live trades.
+
+    Traders who are not broker clients are skipped. Idempotent: each (trade, side) is one event id.
+    Call inside a transaction (the outbox rows and their on-commit delivery).
+    """
+    from brokers.models import BrokerClient
+    from exchanges.models import ExchangeTrade
+
+    trades = list(
+        ExchangeTrade.objects.filter(pk__in=trade_ids, mode="live")
+        .select_related("market", "taker_order", "maker_order")
+        .order_by("pk")
+    )
+    trader_ids = {t.taker_trader_id for t in trades} | {t.maker_trader_id for t in trades}
+    clients = {c.trader_id: c for c in BrokerClient.objects.filter(trader_id__in=trader_ids)}
+    out: list[WebhookDelivery] = []
+    for trade in trades:
+        for role, trader_id in (("taker", trade.taker_trader_id), ("maker", trade.maker_trader_id)):
+            client = clients.get(trader_id)
+            if client is None:
+                continue
+            delivery = webhook_emit(
+                broker=client.broker_id,
+                event_type="fill",
+                data=_fill_payload(trade, role=role, client=client),
+                event_key=f"fill:{trade.trade_id}:{role}",
+            )
+            if delivery is not None:
+                out.append(delivery)
+    return out
