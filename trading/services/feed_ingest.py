@@ -55,7 +55,7 @@ from trading.feed.protocol import (
 from trading.models import Client, Fixture, OutcomeMarket, Tournament
 from trading.pricing import check_odds
 
-from .quoting import Decision, quotes_on_price, quoting_accounts
+from .quoting import Action, Decision, quotes_on_price, quoting_accounts
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,9 @@ METRICS_KEY = "feed:metrics"
 
 #: Statuses that settle a fixture. Postponed and interrupted fixtures may still be played.
 FINAL_STATUSES = frozenset({FixtureStatus.FINISHED, FixtureStatus.CANCELLED, FixtureStatus.ABANDONED})
+
+#: Decision reasons that depend on the fixture (or its configuration) only, not on the price.
+NOT_QUOTABLE = frozenset({"fixture_over", "fixture_started", "no_tournament_config", "market_inactive"})
 
 #: ``status.statusId`` of the fixtures channel (**assumed** values; the sample uses 0, 1 and 2).
 STATUS_BY_ID = {
@@ -118,21 +121,12 @@ def fixture_status_from_feed(update: FixtureUpdate) -> FixtureStatus | None:
 
 
 def _send_settlement(fixture_pk: int) -> None:
-    """Queue settlement of one fixture (by task name: trading does not import the settlement module
-    here). In-process mode (no broker: the embedded default, eager tests) the task runs now if it is
-    registered, since a message sent to the in-memory broker would never be consumed."""
-    from celery import current_app
+    """Queue ``trading.settlement.settle_fixture`` for the fixture: the settlement service's own
+    sender (in-process when eager, as the embedded default and tests run; a broker that cannot be
+    reached is logged and the settlement sweep picks the fixture up)."""
+    from trading.services.settlement import enqueue_settlement
 
-    if current_app.conf.task_always_eager:
-        task = current_app.tasks.get(SETTLE_TASK)
-        if task is None:
-            log.warning(
-                "feed: settlement task %s is not registered; fixture %s left unsettled", SETTLE_TASK, fixture_pk
-            )
-            return
-        task.apply(args=[fixture_pk])
-    else:
-        current_app.send_task(SETTLE_TASK, args=[fixture_pk])
+    enqueue_settlement(fixture_pk)
 
 
 def _settle_on_commit(fixture_pk: int) -> None:
@@ -287,6 +281,7 @@ class FeedIngest:
     """Applies feed frames in order. One instance per feed process, used from one thread."""
 
     BOOKMAKERS_TTL = 5.0  # seconds between reloads of the set of hedge bookmakers
+    PARK_TTL = 30.0  # seconds an outcome of a fixture that may not be quoted is left alone
     MARKETS_TTL = 30.0  # seconds a negative "no account would quote this" answer is remembered
 
     def __init__(self, *, metrics: FeedMetrics | None = None, clock=time.monotonic) -> None:
@@ -300,6 +295,11 @@ class FeedIngest:
         self._markets_known: set[tuple[int, int, int, str]] = set()
         self._markets_miss: dict[tuple[int, str], float] = {}  # (fixture pk, bookmaker) -> when
         self._fixture_pk: dict[str, int] = {}
+        # oddsId -> (fixture generation, when): its last decisions were "nothing, the fixture may not
+        # be quoted" and nothing rests; its updates are skipped until the fixture changes (a
+        # fixtures frame) or PARK_TTL passes (a console change, e.g. in-play quoting switched on).
+        self._parked: dict[str, tuple[int, float]] = {}
+        self._fixture_gen: Counter[str] = Counter()
         self.auto_exchanges = tuple(getattr(settings, "FEED_AUTO_MARKET_EXCHANGES", ()) or ())
 
     # --- dispatch ---------------------------------------------------------------------------------------
@@ -323,6 +323,7 @@ class FeedIngest:
         if isinstance(frame, FixtureUpdate):
             self.counters["fixtures_frames"] += 1
             fixture = fixture_upsert(update=frame, counters=self.counters)
+            self._fixture_gen[frame.fixture_id] += 1
             if fixture is not None:
                 self._fixture_pk[fixture.fixture_id] = fixture.pk
             return []
@@ -399,6 +400,15 @@ class FeedIngest:
             ):
                 self.counters["odds_unchanged"] += 1
                 continue
+            parked = self._parked.get(entry.odds_id)
+            if (
+                not force
+                and parked is not None
+                and parked[0] == self._fixture_gen[entry.fixture_id]
+                and self._clock() - parked[1] < self.PARK_TTL
+            ):
+                self.counters["odds_parked"] += 1
+                continue
             if check_odds(entry.price) is not None:
                 self.counters["odds_out_of_bounds"] += 1
             fixture_pk = self._fixture_known(entry.fixture_id)
@@ -420,6 +430,10 @@ class FeedIngest:
                 self.blocked.add(entry.odds_id)
             else:
                 self.blocked.discard(entry.odds_id)
+            if made and all(d.action == Action.NONE and d.reason in NOT_QUOTABLE for d in made):
+                self._parked[entry.odds_id] = (self._fixture_gen[entry.fixture_id], self._clock())
+            else:
+                self._parked.pop(entry.odds_id, None)
             for d in made:
                 self.counters[f"decision_{d.action.value}"] += 1
             decisions.extend(made)

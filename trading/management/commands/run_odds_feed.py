@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django.db.models import Max
@@ -95,6 +96,9 @@ class FeedRunner:
         source: str = "feed",
     ) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-ingest")
+        # Beats never queue behind frames: a slow ingest must not look like a dead connection, and
+        # a lagging one is judged by the frames' own timestamps (``lag_ms``).
+        self.beat_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-beat")
         self.client = FeedClient(
             url,
             api_key,
@@ -118,6 +122,9 @@ class FeedRunner:
         )
         self.source = source
         self.stream_frames = 0  # stream frames applied (tests and the replay's end wait on it)
+        self.lag_ms = 0  # how far behind the gateway the last applied frame was (its ts to now)
+        self.max_lag_ms = int(float(settings.FEED_STALE_SECONDS) * 1000 / 2)
+        self._last_applied = 0.0
         self.resyncs = 0
         self._stopping = asyncio.Event()
         self._needs_resync = False
@@ -133,6 +140,9 @@ class FeedRunner:
         if kind in ("odds", "fixtures", "scores"):
             await self._sync(self.ingest.handle, frame)
             self.stream_frames += 1
+            ts = getattr(frame, "ts", None)
+            self.lag_ms = max(0, int(time.time() * 1000) - ts) if ts else 0
+            self._last_applied = time.monotonic()
             return
         await self._sync(self.ingest.handle, frame)
         if (
@@ -164,9 +174,13 @@ class FeedRunner:
 
     # --- loops ----------------------------------------------------------------------------------------
     async def _beat(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
-            if self.client.live.is_set():
-                await self._sync(heartbeat, self.source)
+            caught_up = time.monotonic() - self._last_applied > 1.0  # nothing applied for a second: no backlog
+            if self.client.live.is_set() and not caught_up and self.lag_ms > self.max_lag_ms:
+                log.warning("odds feed: applying frames %.1f s behind the gateway; no heartbeat", self.lag_ms / 1000)
+            elif self.client.live.is_set():
+                await loop.run_in_executor(self.beat_executor, heartbeat, self.source)
                 if self._needs_resync:
                     await asyncio.sleep(0.2)  # let a snapshot's frames be queued first
                     await self._resync()
@@ -211,6 +225,7 @@ class FeedRunner:
             with contextlib.suppress(Exception):
                 await self._sync(self.ingest.flush_metrics)
             self.executor.shutdown(wait=True)
+            self.beat_executor.shutdown(wait=True)
 
     async def stop(self) -> None:
         self._stopping.set()
