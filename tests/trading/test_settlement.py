@@ -473,3 +473,22 @@ def test_the_settlement_tasks_are_registered_late_acked_and_routed_to_the_settle
         e["task"] == "trading.settlement.sweep" and e["schedule"] == 60.0
         for e in settings.CELERY_BEAT_SCHEDULE.values()
     )
+
+
+def test_a_run_that_died_half_way_is_completed_by_the_next_without_touching_what_it_settled(account):
+    """Each order commits on its own, so a worker killed mid-run leaves whole orders settled or
+    not; the retry (acks_late) settles the rest and leaves the first ones as they were."""
+    from trading.services.settlement import SettlementSummary, _settle_order
+
+    fx = finished(0, 2)
+    orders = [filled(account, fx, outcome) for outcome in (101, 102, 103, 104, 105, 1072)]
+    first = SettlementSummary(fixture_id=fx.fixture_id, status=fx.status, final=True)
+    for order in orders[:3]:  # what the killed run got done
+        _settle_order(order_id=order.pk, fixture_pk=fx.pk, summary=first)
+    stamps = {o.pk: Order.objects.get(pk=o.pk).settled_at for o in orders[:3]}
+
+    rest = settle_fixture(fixture_id=fx.pk, actor="retry")
+
+    assert rest.orders_settled == [o.pk for o in orders[3:]]
+    assert {o.pk: Order.objects.get(pk=o.pk).settled_at for o in orders[:3]} == stamps
+    assert [states(o)[0] for o in orders] == [S.LOST, S.LOST, S.WON, S.LOST, S.WON, S.LOST]
