@@ -492,3 +492,17 @@ def test_a_run_that_died_half_way_is_completed_by_the_next_without_touching_what
     assert rest.orders_settled == [o.pk for o in orders[3:]]
     assert {o.pk: Order.objects.get(pk=o.pk).settled_at for o in orders[:3]} == stamps
     assert [states(o)[0] for o in orders] == [S.LOST, S.LOST, S.WON, S.LOST, S.WON, S.LOST]
+
+
+def test_a_result_corrected_by_the_feed_after_settlement_is_reported_never_resettled(account):
+    fx = finished(2, 1)
+    home = filled(account, fx, 101)
+    draw = filled(account, fx, 102)
+    settle_fixture(fixture_id=fx.pk, actor="test")
+
+    type(fx).objects.filter(pk=fx.pk).update(participant1_score=1)  # the feed's corrected score: 1-1
+    summary = settle_fixture(fixture_id=fx.pk, actor="feed")
+
+    assert summary.mismatched == [home.pk, draw.pk] and summary.orders_settled == []
+    assert [states(home)[0], states(draw)[0]] == [S.WON, S.LOST]  # as settled; a person decides
+    assert "disagree with the result now" in str(summary)

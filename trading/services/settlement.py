@@ -114,6 +114,9 @@ class SettlementSummary:
     unsettled: list[Unsettled] = field(default_factory=list)
     #: Orders still open at their venue when settled (the cancel was not confirmed).
     still_open: list[int] = field(default_factory=list)
+    #: Orders settled earlier whose result differs from what the fixture's result gives now (the
+    #: result was corrected after settlement): reported, never re-settled (not supported).
+    mismatched: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,6 +132,8 @@ class SettlementSummary:
             text += f"; {len(self.unsettled)} order(s) left undecided ({reasons})"
         if self.still_open:
             text += f"; {len(self.still_open)} order(s) still open at the venue"
+        if self.mismatched:
+            text += f"; {len(self.mismatched)} order(s) settled earlier disagree with the result now"
         return text
 
 
@@ -235,6 +240,25 @@ def _cancel_open_orders(fixture: Fixture, *, actor: str) -> None:
             )
 
 
+def _mismatched(*, fixture_pk: int) -> list[int]:
+    """Settled orders of the fixture whose stored result is not what its current result gives."""
+    fixture = Fixture.objects.get(pk=fixture_pk)
+    if fixture.status not in FINAL_STATUSES:
+        return []
+    rows = (
+        Order.objects.filter(fixture_id=fixture_pk)
+        .exclude(settlement_status=SettlementStatus.UNDECIDED)
+        .only("id", "outcome_id", "player_id", "back", "settlement_status")
+        .order_by("id")
+    )
+    out = []
+    for order in rows:
+        decided = _decide(order, fixture)
+        if isinstance(decided, Result) and decided.value != order.settlement_status:
+            out.append(order.pk)
+    return out
+
+
 def settle_fixture(*, fixture_id: int, actor: str = SETTLEMENT_ACTOR) -> SettlementSummary:
     """Settle fixture ``fixture_id`` (the row's pk) if its status is final: every ``UNDECIDED``
     order gets its result (open orders are asked to cancel first), and every placed
@@ -260,6 +284,17 @@ def settle_fixture(*, fixture_id: int, actor: str = SETTLEMENT_ACTOR) -> Settlem
     )
     for order_id in order_ids:
         _settle_order(order_id=order_id, fixture_pk=fixture.pk, summary=summary)
+    summary.mismatched = _mismatched(fixture_pk=fixture.pk)
+    if summary.mismatched:
+        log.error(
+            "fixture %s: orders %s were settled on another result than the fixture's now (%s %s-%s); "
+            "re-settlement is not supported: resolve by hand",
+            fixture.fixture_id,
+            summary.mismatched,
+            fixture.status,
+            fixture.participant1_score,
+            fixture.participant2_score,
+        )
     if summary.unsettled:
         log.warning(
             "settlement of %s by %s left %d order(s) undecided: %s",
