@@ -240,6 +240,9 @@ VENUE_STREAM_STALE_SECONDS = env.float("VENUE_STREAM_STALE_SECONDS", default=10.
 # Exchanges on which the feed ingest maps every feed outcome to a venue market by itself (the
 # simulated venue); real venues are mapped by operators (OutcomeMarket in the console).
 FEED_AUTO_MARKET_EXCHANGES = env.list("FEED_AUTO_MARKET_EXCHANGES", default=["simulated"])
+# Settlement waits until a final fixture has been quiet this long (no status or score write), so
+# that a score corrected just after the final whistle is settled right (docs/settlement.md).
+SETTLEMENT_GRACE_SECONDS = env.float("SETTLEMENT_GRACE_SECONDS", default=0.0)
 
 # --- Brokerage: webhooks (docs/webhooks.md) and chain verification (docs/chain-verification.md) -----
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
