@@ -217,7 +217,7 @@ def trader_account(*, trader_id: int, asset: str, mode: str) -> LedgerAccount:
         acct = ledger.account_get_or_create(
             owner_type=OwnerType.TRADER, owner_id=str(trader_id), asset=asset, mode=mode
         )
-        _ACCOUNTS[key] = acct
+        _remember(key, acct)
     return acct
 
 
@@ -226,8 +226,17 @@ def fee_account(*, asset: str, mode: str) -> LedgerAccount:
     acct = _ACCOUNTS.get(key)
     if acct is None:
         acct = ledger.fee_account(asset=asset, mode=mode)
-        _ACCOUNTS[key] = acct
+        _remember(key, acct)
     return acct
+
+
+def _remember(key: tuple[str, str, str, str], acct: LedgerAccount) -> None:
+    """Cache an account only once its row is committed: an account created inside a transaction that
+    rolls back must not be remembered (its id would point at nothing)."""
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: _ACCOUNTS.__setitem__(key, acct))
+    else:
+        _ACCOUNTS[key] = acct
 
 
 def accounts_cache_clear() -> None:

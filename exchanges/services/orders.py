@@ -241,6 +241,8 @@ def order_place(
     order_id = _new_order_id()
     hold_asset = market.quote_asset if side == "buy" else market.base_asset
     hold_account = trader_account(trader_id=trader.pk, asset=hold_asset, mode=mode)
+    for asset in (market.base_asset, market.quote_asset):  # exist (committed) before the book is locked
+        trader_account(trader_id=trader.pk, asset=asset, mode=mode)
 
     def command(run: Run) -> ExchangeOrder:
         inst = run.instrument
