@@ -61,7 +61,9 @@ class Hub:
 
     async def start(self) -> None:
         layer = get_channel_layer()
-        self.channel = await layer.new_channel(prefix="xhub")
+        # The layer's default prefix: channels_redis runs one receive loop per process for its
+        # process-local ("specific") channels; a channel of another prefix would contend for it.
+        self.channel = await layer.new_channel()
         await layer.group_add(self.group, self.channel)
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._rejoin())]
 

@@ -1,7 +1,8 @@
 """What the streams read from the database: async wrappers over the exchange's selectors.
 
 Reads run in the thread pool (``thread_sensitive=False``) so that a burst of stream reads never
-queues behind the web process's synchronous views, and each closes stale connections like any view.
+queues behind the web process's synchronous views (on SQLite they run in the sync thread, see
+``_wrap``), and each closes stale connections like any view.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import connection
 from django.db.models import DecimalField, F, Max, Min, Sum
 from django.utils import timezone
 
@@ -100,8 +102,23 @@ def _market_rows(mode: str, symbols: list[str] | None) -> list[dict[str, Any]]:
     return rows
 
 
-market_exists = database_sync_to_async(_market_exists, thread_sensitive=False)
-snapshot = database_sync_to_async(_snapshot, thread_sensitive=False)
-read_bbo = database_sync_to_async(_bbo, thread_sensitive=False)
-last_price = database_sync_to_async(_last_price, thread_sensitive=False)
-market_rows = database_sync_to_async(_market_rows, thread_sensitive=False)
+def _wrap(fn):
+    """Run ``fn`` in the thread pool; on SQLite (embedded default, tests) in the one sync thread instead,
+    because SQLite does not let a reader in one thread past a writer in another."""
+    pooled = database_sync_to_async(fn, thread_sensitive=False)
+    serial = database_sync_to_async(fn, thread_sensitive=True)
+
+    async def call(*args, **kwargs):
+        runner = serial if connection.vendor == "sqlite" else pooled
+        return await runner(*args, **kwargs)
+
+    call.__name__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    return call
+
+
+market_exists = _wrap(_market_exists)
+snapshot = _wrap(_snapshot)
+read_bbo = _wrap(_bbo)
+last_price = _wrap(_last_price)
+market_rows = _wrap(_market_rows)
