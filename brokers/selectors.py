@@ -10,27 +10,33 @@ from brokers.choices import WithdrawalStatus
 from brokers.errors import NotFound
 from brokers.models import Broker, BrokerClient, Transfer, Withdrawal
 
+CLIENT_LIST_FIELDS = dict(
+    username=F("trader__user__username"),
+    asset=F("account__asset"),
+    balance=F("account__balance"),
+    held=F("account__held"),
+)
 
-def clients_with_balances(*, broker: Broker) -> QuerySet:
-    """The broker's direct clients with their DCT balance: one query (a join to the ledger account).
 
-    Rows are dicts ordered by id (stable pages): user_id, username, email, wallet, balances.
+def clients_page(*, broker: Broker, page: int, size: int) -> tuple[int, list[dict]]:
+    """One page of the broker's direct clients with their DCT balances, ordered by ``user_id``.
+
+    Three small queries whatever the page: the count and the page's ids walk the unique index
+    ``(broker, user_id)``; then the page's rows are joined to their users and ledger accounts by
+    primary key (balances in the same SQL, never per row). Returns ``(total, rows)``.
     """
-    return (
-        BrokerClient.objects.for_broker(broker)
-        .order_by("id")
-        .values(
-            "id",
-            "user_id",
-            "email",
-            "wallet_address",
-            "created_at",
-            username=F("trader__user__username"),
-            asset=F("account__asset"),
-            balance=F("account__balance"),
-            held=F("account__held"),
-        )
+    base = BrokerClient.objects.for_broker(broker)
+    total = base.count()
+    offset = (page - 1) * size
+    if offset >= total:
+        return total, []
+    ids = list(base.order_by("user_id").values_list("pk", flat=True)[offset : offset + size])
+    rows = (
+        BrokerClient.objects.filter(pk__in=ids)
+        .order_by("user_id")
+        .values("id", "user_id", "email", "wallet_address", "created_at", **CLIENT_LIST_FIELDS)
     )
+    return total, list(rows)
 
 
 def client_for_broker(*, broker: Broker, user_id: str) -> BrokerClient:

@@ -161,8 +161,17 @@ class ClientsView(BrokerAPIView):
 
     @extend_schema(tags=TAGS, summary="List all clients with balances", parameters=PAGE_PARAMS)
     def get(self, request):
-        qs = selectors.clients_with_balances(broker=self.broker)
-        return Response(self.paginate(qs, "clients", _client_list_row))
+        page, size = self.page()
+        total, rows = selectors.clients_page(broker=self.broker, page=page, size=size)
+        return Response(
+            {
+                "clients": [_client_list_row(r) for r in rows],
+                "total": total,
+                "page": page,
+                "page_size": size,
+                "total_pages": -(-total // size),
+            }
+        )
 
     @extend_schema(tags=TAGS, summary="Create a trader account (409 on a duplicate user_id)")
     def post(self, request):

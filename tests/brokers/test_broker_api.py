@@ -167,7 +167,7 @@ def test_client_list_has_balances_pages_and_a_constant_number_of_queries(acme, d
         r = api.get(B + "/clients?page=2&page_size=3")
     body = r.json()
     assert (body["total"], body["page"], body["page_size"], body["total_pages"]) == (7, 2, 3, 3)
-    assert [c["user_id"] for c in body["clients"]] == ["u3", "u4", "u5"]
+    assert [c["user_id"] for c in body["clients"]] == ["u3", "u4", "u5"]  # ordered by user_id
     assert body["clients"][0]["balance"] == {"asset": "DCT", "balance": 4.0, "held": 0.0, "available": 4.0}
     assert api.get(B + "/clients?page=9").json()["clients"] == []
     assert api.get(B + "/clients?page_size=0").status_code == 400
