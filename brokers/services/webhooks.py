@@ -23,7 +23,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -128,14 +128,22 @@ def webhook_emit(
     else:
         event_id = uuid.uuid4()
     body = signing.encode_envelope(event_id=event_id, event_type=event_type, timestamp=int(now.timestamp()), data=data)
-    delivery = WebhookDelivery.objects.create(
-        event_id=event_id,
-        broker_id=broker_id,
-        event_type=event_type,
-        body=body,
-        next_attempt_at=now,
-        give_up_at=now + webhook_retry_window(),
-    )
+    fields = {
+        "event_id": event_id,
+        "broker_id": broker_id,
+        "event_type": event_type,
+        "body": body,
+        "next_attempt_at": now,
+        "give_up_at": now + webhook_retry_window(),
+    }
+    if event_key is None:
+        delivery = WebhookDelivery.objects.create(**fields)
+    else:
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent emit of the same event may win
+                delivery = WebhookDelivery.objects.create(**fields)
+        except IntegrityError:
+            return WebhookDelivery.objects.get(event_id=event_id)
     transaction.on_commit(lambda: _enqueue(delivery.pk))
     return delivery
 
@@ -312,6 +320,20 @@ def _fill_payload(trade, *, role: str, client) -> dict[str, Any]:
         "client_order_id": order.client_order_id or None,
         "executed_at": trade.created_at,
     }
+
+
+def webhook_fills_recent_ids(*, since: dt.datetime, until: dt.datetime, limit: int = 5000) -> list[int]:
+    """Ids of live trades in ``[since, until)`` with a broker client on either side (the fill sweep)."""
+    from brokers.models import BrokerClient
+    from exchanges.models import ExchangeTrade
+
+    clients = BrokerClient.objects.values("trader_id")
+    return list(
+        ExchangeTrade.objects.filter(mode="live", created_at__gte=since, created_at__lt=until)
+        .filter(models.Q(taker_trader_id__in=clients) | models.Q(maker_trader_id__in=clients))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
 
 
 def webhook_fills_emit(*, trade_ids: list[int]) -> list[WebhookDelivery]:

@@ -3,14 +3,17 @@ that broker (exchanges.signals.trades_committed -> brokers.receivers), delivered
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from brokers.models import WebhookDelivery, WebhookDeliveryStatus
 from brokers.services.clients import client_create
 from brokers.services.webhooks import webhook_endpoint_set, webhook_fills_emit
+from brokers.tasks.webhooks import fill_webhooks_sweep_task
 from exchanges.models import ExchangeTrade
 from exchanges.services import matching
 from exchanges.services.orders import order_place
@@ -146,3 +149,27 @@ def test_paper_fills_and_outsiders_send_nothing(setup, receiver, eager_celery, d
     assert ExchangeTrade.objects.filter(mode="live").count() == 1
     assert not WebhookDelivery.objects.filter(event_type="fill").exists()
     assert [r["headers"]["X-Webhook-Event"] for r in receiver.requests] == []  # nothing was posted
+
+
+def test_the_sweep_writes_fills_whose_receiver_never_ran_and_only_those(setup, receiver):
+    broker, client, outsider = setup
+    # trades committed without their after-commit signal (the process died): no on-commit callbacks run
+    order_place(
+        trader=client.trader, symbol="vaix", side="sell", type="limit", quantity=Decimal("10"), price=Decimal("0.003")
+    )
+    order_place(
+        trader=outsider, symbol="vaix", side="buy", type="limit", quantity=Decimal("10"), price=Decimal("0.003")
+    )
+    assert not WebhookDelivery.objects.filter(event_type="fill").exists()
+    ExchangeTrade.objects.update(created_at=timezone.now() - dt.timedelta(seconds=30))
+
+    fill_webhooks_sweep_task()
+    fill_webhooks_sweep_task()  # again: nothing new
+    fill = WebhookDelivery.objects.get(event_type="fill")
+    assert json.loads(bytes(fill.body))["data"]["trade_id"] == ExchangeTrade.objects.get().trade_id
+
+    # too old for the sweep's window: left alone
+    WebhookDelivery.objects.all().delete()
+    ExchangeTrade.objects.update(created_at=timezone.now() - dt.timedelta(hours=1))
+    fill_webhooks_sweep_task()
+    assert not WebhookDelivery.objects.filter(event_type="fill").exists()
