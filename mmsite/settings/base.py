@@ -264,6 +264,7 @@ CELERY_TASK_ROUTES.update(
     {
         "brokers.webhook_deliver": {"queue": "webhooks"},
         "brokers.webhooks_sweep": {"queue": "webhooks"},
+        "brokers.fill_webhooks_sweep": {"queue": "webhooks"},
         "brokers.withdrawal_chain_check": {"queue": "chain"},
         "brokers.withdrawals_chain_check": {"queue": "chain"},
     }
@@ -272,6 +273,8 @@ CELERY_BEAT_SCHEDULE.update(
     {
         # Webhook retries that fell due, and deliveries whose task message was lost.
         "webhooks-sweep": {"task": "brokers.webhooks_sweep", "schedule": 15.0, "options": {"expires": 14}},
+        # Fill webhooks of recent trades whose after-commit receiver never ran (idempotent per trade and side).
+        "fill-webhooks-sweep": {"task": "brokers.fill_webhooks_sweep", "schedule": 60.0, "options": {"expires": 55}},
         # Look for the on-chain payment of every OTC-locked withdrawal; release locks past their timeout.
         "withdrawals-chain-check": {
             "task": "brokers.withdrawals_chain_check",
