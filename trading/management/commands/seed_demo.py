@@ -494,6 +494,9 @@ class Command(BaseCommand):
                 seeder.orders(client, accounts, fixtures, anchor)
             user_line = seeder.superuser()
         self._summary(seeder, [c for c, _ in pairs], user_line)
+        from exchanges.services.demo import exchange_demo_seed  # the house exchange's pairs and liquidity
+
+        exchange_demo_seed(write=self.stdout.write)
 
     def _summary(self, seeder: Seeder, clients: list[Client], user_line: str) -> None:
         made = ", ".join(f"{n} {what}" for what, n in seeder.created.items() if n) or "nothing (already seeded)"
