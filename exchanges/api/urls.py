@@ -4,7 +4,7 @@ Fixed paths before ``<symbol>/orders/<order_id>``: ``orders/history``, ``orders/
 TWAP, scale orders and the dead-man's switch (``exchanges/api/algos.py``) add their routes below.
 """
 
-from django.urls import path
+from django.urls import include, path
 
 from . import views_market as m
 from . import views_trading as t
@@ -34,5 +34,6 @@ urlpatterns = [
     path("<str:symbol>/orders/<str:order_id>", t.OrderDetailView.as_view(), name="order-detail"),
     path("<str:symbol>/balance", t.BalanceView.as_view(), name="balance"),
     path("<str:symbol>/withdraw", t.WithdrawView.as_view(), name="withdraw"),
-    # TWAP, scale and the dead-man's switch: one include line here, e.g. path("", include("exchanges.api.algos")).
+    # TWAP, scale and the dead-man's switch (exchanges/api/algos.py).
+    path("", include("exchanges.api.algos")),
 ]
