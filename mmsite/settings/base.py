@@ -331,6 +331,20 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- House exchange algos and streams (docs/exchange-algos.md, docs/exchange-streams.md) ------------------
+# TWAP slices and the dead-man's switch sweep: every second, on their own queue (a slow settlement or
+# webhook backlog must never hold back a cancel-on-disconnect).
+CELERY_TASK_ROUTES.update({"exchanges.twap_*": {"queue": "algos"}, "exchanges.deadman_*": {"queue": "algos"}})
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "exchange-twap-run-due": {"task": "exchanges.twap_run_due", "schedule": 1.0, "options": {"expires": 2}},
+        "exchange-deadman-sweep": {"task": "exchanges.deadman_sweep", "schedule": 1.0, "options": {"expires": 2}},
+    }
+)
+# Streams: connections per IP per channel (seed: 5), the bbo conflation interval (seed: 50 ms).
+EXCHANGE_WS_MAX_CONNECTIONS_PER_IP = env.int("EXCHANGE_WS_MAX_CONNECTIONS_PER_IP", default=5)
+EXCHANGE_BBO_INTERVAL_MS = env.int("EXCHANGE_BBO_INTERVAL_MS", default=50)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
