@@ -6,11 +6,27 @@ and never edits them, so an operator can compare what we think rests on a venue 
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from exchanges.errors import ExchangeError
 from mmsite.console import ReadOnlyInlineMixin, ReadOnlyModelAdmin
 
-from .models import Hold, LedgerAccount, LedgerTransaction, Posting, SimVenueOrder, SimVenueTrade
+from .models import (
+    BookState,
+    ExchangeOrder,
+    ExchangeTrade,
+    ExchangeWithdrawal,
+    FeeTier,
+    Hold,
+    LedgerAccount,
+    LedgerTransaction,
+    Market,
+    Posting,
+    SimVenueOrder,
+    SimVenueTrade,
+    Trader,
+    TraderApiKey,
+)
 
 
 class SimVenueTradeInline(ReadOnlyInlineMixin, admin.TabularInline):
@@ -96,4 +112,148 @@ class HoldAdmin(ReadOnlyModelAdmin):
     list_select_related = ("account",)
     list_filter = ("status",)
     search_fields = ("=reference", "=account__owner_id")
+    ordering = ("-created_at", "-id")
+
+
+# --- the house exchange: markets and fees are configuration; orders and trades change only by matching ------
+
+
+@admin.register(Market)
+class MarketAdmin(admin.ModelAdmin):
+    """Pairs: tick, lot, minimum size, fee overrides and status. Saved through ``full_clean`` (the
+    model's ``clean`` refuses a tick x lot finer than the ledger's quantum). Changing tick or lot of a
+    market with resting orders is refused: cancel them first."""
+
+    list_display = (
+        "symbol",
+        "name",
+        "kind",
+        "base_asset",
+        "quote_asset",
+        "tick_size",
+        "lot_size",
+        "min_order_size",
+        "status",
+    )
+    list_filter = ("kind", "status", "quote_asset")
+    search_fields = ("symbol", "name", "base_asset", "fixture_ref")
+    ordering = ("symbol",)
+    fieldsets = (
+        (None, {"fields": ("symbol", "name", "kind", "status", "base_asset", "quote_asset")}),
+        ("Trading rules", {"fields": ("tick_size", "lot_size", "min_order_size", "min_price", "max_price")}),
+        ("Fees (empty: the trader's fee tier)", {"fields": ("maker_fee_bps", "taker_fee_bps")}),
+        ("Prediction market", {"fields": ("fixture_ref", "outcome_ref")}),
+        ("Token", {"fields": ("chain", "base_address", "quote_address", "total_supply", "depth_sources")}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and ExchangeOrder.objects.live().filter(market=obj).exists():
+            return ("symbol", "base_asset", "quote_asset", "tick_size", "lot_size")
+        if obj is not None and ExchangeOrder.objects.filter(market=obj).exists():
+            return ("symbol", "base_asset", "quote_asset")
+        return ()
+
+
+@admin.register(FeeTier)
+class FeeTierAdmin(admin.ModelAdmin):
+    list_display = ("name", "min_volume_30d", "trader_tier", "maker_bps", "taker_bps")
+    ordering = ("trader_tier", "min_volume_30d")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from exchanges.services.fees import tiers_reset
+
+        tiers_reset()
+
+
+class TraderApiKeyInline(ReadOnlyInlineMixin, admin.TabularInline):
+    model = TraderApiKey
+    extra = 0
+    fields = ("prefix", "name", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+
+
+@admin.register(Trader)
+class TraderAdmin(admin.ModelAdmin):
+    list_display = ("id", "user", "tier", "created_at")
+    list_filter = ("tier",)
+    search_fields = ("user__username", "user__email")
+    list_select_related = ("user",)
+    readonly_fields = ("user", "created_at")
+    fields = ("user", "tier", "created_at")
+    inlines = (TraderApiKeyInline,)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # traders are created by create_trader, SSO or the brokerage
+
+
+@admin.action(description="Cancel the selected open orders (releases their holds)")
+def cancel_orders(modeladmin, request, queryset):
+    from exchanges.services.orders import order_cancel
+
+    done = 0
+    for order in queryset.select_related("trader").filter(status__in=["open", "partially_filled", "waiting_trigger"]):
+        try:
+            order_cancel(trader=order.trader, order_id=order.order_id, mode=order.mode)
+            done += 1
+        except ExchangeError as exc:
+            modeladmin.message_user(request, f"{order.order_id}: {exc.message}", messages.WARNING)
+    modeladmin.message_user(request, f"{done} order(s) cancelled")
+
+
+@admin.register(ExchangeOrder)
+class ExchangeOrderAdmin(ReadOnlyModelAdmin):
+    list_display = (
+        "order_id",
+        "market",
+        "mode",
+        "trader",
+        "side",
+        "order_type",
+        "price",
+        "quantity",
+        "filled_quantity",
+        "status",
+        "created_at",
+    )
+    list_filter = ("mode", "status", "side", "order_type", "market")
+    list_select_related = ("market", "trader__user")
+    search_fields = ("=order_id", "=client_order_id", "trader__user__username")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    actions = (cancel_orders,)
+
+
+@admin.register(ExchangeTrade)
+class ExchangeTradeAdmin(ReadOnlyModelAdmin):
+    list_display = (
+        "trade_id",
+        "market",
+        "mode",
+        "price",
+        "quantity",
+        "taker_side",
+        "taker_fee",
+        "maker_fee",
+        "created_at",
+    )
+    list_filter = ("mode", "market", "taker_side")
+    list_select_related = ("market",)
+    search_fields = ("=trade_id", "=taker_order__order_id", "=maker_order__order_id")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+
+
+@admin.register(BookState)
+class BookStateAdmin(ReadOnlyModelAdmin):
+    list_display = ("market", "mode", "sequence", "trade_no", "last_price", "updated_at")
+    list_select_related = ("market",)
+    list_filter = ("mode",)
+
+
+@admin.register(ExchangeWithdrawal)
+class ExchangeWithdrawalAdmin(ReadOnlyModelAdmin):
+    list_display = ("withdrawal_id", "trader", "asset", "amount", "destination", "mode", "status", "created_at")
+    list_filter = ("status", "mode", "asset")
+    search_fields = ("=withdrawal_id", "trader__user__username", "destination")
     ordering = ("-created_at", "-id")
