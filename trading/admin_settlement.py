@@ -109,7 +109,7 @@ class FixtureSettlementAdminMixin:
         return TemplateResponse(request, "admin/trading/fixture/settlement_action.html", context)
 
     def _settle(self, request, fixture: Fixture, message: str) -> None:
-        summary = settle_fixture(fixture_id=fixture.pk, actor=_actor(request))
+        summary = settle_fixture(fixture_id=fixture.pk, actor=_actor(request), wait_for_grace=False)
         self.log_change(request, fixture, message)
         level = messages.WARNING if summary.unsettled or summary.still_open else messages.SUCCESS
         self.message_user(request, str(summary), level)

@@ -506,3 +506,30 @@ def test_a_result_corrected_by_the_feed_after_settlement_is_reported_never_reset
     assert summary.mismatched == [home.pk, draw.pk] and summary.orders_settled == []
     assert [states(home)[0], states(draw)[0]] == [S.WON, S.LOST]  # as settled; a person decides
     assert "disagree with the result now" in str(summary)
+
+
+def test_with_a_grace_period_a_just_finished_fixture_waits_for_the_sweep_but_the_operator_settles_at_once(
+    account, settings, eager_celery
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    settings.SETTLEMENT_GRACE_SECONDS = 120
+    fx = finished(1, 0)
+    order = filled(account, fx, 101)
+
+    summary = settle_fixture(fixture_id=fx.pk, actor="feed")
+    assert summary.waiting_until is not None and summary.orders_settled == []
+    assert "settles after" in str(summary)
+    assert states(order) == (S.UNDECIDED, [B.UNDECIDED])
+    assert fixtures_needing_settlement() == []  # not yet quiet long enough
+
+    type(fx).objects.filter(pk=fx.pk).update(updated_at=timezone.now() - dt.timedelta(seconds=121))
+    assert fixtures_needing_settlement() == [fx.pk]
+    settlement_sweep_task.delay().get()
+    assert states(order) == (S.WON, [B.LOST])
+
+    other = finished(0, 0)
+    draw = filled(account, other, 102)
+    assert settle_fixture(fixture_id=other.pk, actor="admin:op", wait_for_grace=False).orders_settled == [draw.pk]

@@ -26,6 +26,7 @@ Guarantees (docs/settlement.md):
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -117,6 +118,8 @@ class SettlementSummary:
     #: Orders settled earlier whose result differs from what the fixture's result gives now (the
     #: result was corrected after settlement): reported, never re-settled (not supported).
     mismatched: list[int] = field(default_factory=list)
+    #: Set when the fixture became final too recently (SETTLEMENT_GRACE_SECONDS): nothing was done.
+    waiting_until: dt.datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +127,8 @@ class SettlementSummary:
     def __str__(self) -> str:
         if not self.final:
             return f"fixture {self.fixture_id} is {self.status}: nothing to settle"
+        if self.waiting_until is not None:
+            return f"fixture {self.fixture_id} ({self.status}): settles after {self.waiting_until:%H:%M:%S} UTC"
         text = f"fixture {self.fixture_id} ({self.status}): {len(self.orders_settled)} order(s) and " + (
             f"{len(self.bets_settled)} bet(s) settled"
         )
@@ -135,6 +140,11 @@ class SettlementSummary:
         if self.mismatched:
             text += f"; {len(self.mismatched)} order(s) settled earlier disagree with the result now"
         return text
+
+
+def settlement_grace() -> dt.timedelta:
+    """How long a final fixture must stay unchanged before it is settled (0: at once)."""
+    return dt.timedelta(seconds=float(getattr(settings, "SETTLEMENT_GRACE_SECONDS", 0) or 0))
 
 
 def final_result_of(fixture: Fixture) -> FinalResult:
@@ -259,10 +269,14 @@ def _mismatched(*, fixture_pk: int) -> list[int]:
     return out
 
 
-def settle_fixture(*, fixture_id: int, actor: str = SETTLEMENT_ACTOR) -> SettlementSummary:
+def settle_fixture(*, fixture_id: int, actor: str = SETTLEMENT_ACTOR, wait_for_grace: bool = True) -> SettlementSummary:
     """Settle fixture ``fixture_id`` (the row's pk) if its status is final: every ``UNDECIDED``
     order gets its result (open orders are asked to cancel first), and every placed
     ``undecided`` bet of the fixture's orders the mirror of its order's result.
+
+    With ``wait_for_grace`` (the feed's and the sweep's runs), a fixture written less than
+    ``SETTLEMENT_GRACE_SECONDS`` ago is left for the sweep (``waiting_until`` in the summary); the
+    operator's actions settle at once.
 
     Safe to run twice and concurrently: see the module docstring. Raises ``Fixture.DoesNotExist``.
     Orders are settled whether or not they matched (a late fill on a cancelled order still takes
@@ -273,6 +287,11 @@ def settle_fixture(*, fixture_id: int, actor: str = SETTLEMENT_ACTOR) -> Settlem
     if fixture.status not in FINAL_STATUSES:
         return summary
     summary.final = True
+    grace = settlement_grace()
+    if wait_for_grace and grace and fixture.updated_at > timezone.now() - grace:
+        summary.waiting_until = fixture.updated_at + grace
+        log.info("%s", summary)
+        return summary
     _cancel_open_orders(fixture, actor=actor)
     undecided_bets = Q(bets__bet_status=BetStatus.PLACED, bets__settlement_status=BetSettlementStatus.UNDECIDED)
     order_ids = list(
@@ -322,15 +341,18 @@ def fixtures_needing_settlement(*, limit: int = SWEEP_LIMIT) -> list[int]:
         fixture__participant2_score__isnull=False,
     )
     voided = Q(fixture__status__in=list(VOID_STATUSES))
+    quiet = Q(fixture__updated_at__lte=timezone.now() - settlement_grace())
     orders = (
         Order.objects.filter(settlement_status=SettlementStatus.UNDECIDED)
         .filter(by_score | voided)
+        .filter(quiet)
         .values_list("fixture_id", flat=True)
         .distinct()[:limit]
     )
     bets = (
         HedgeBet.objects.filter(bet_status=BetStatus.PLACED, settlement_status=BetSettlementStatus.UNDECIDED)
         .filter(order__fixture__status__in=list(FINAL_STATUSES))
+        .filter(order__fixture__updated_at__lte=timezone.now() - settlement_grace())
         .exclude(order__settlement_status=SettlementStatus.UNDECIDED)
         .values_list("order__fixture_id", flat=True)
         .distinct()[:limit]
