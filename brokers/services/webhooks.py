@@ -199,8 +199,13 @@ def _claim(delivery_id: int) -> tuple[WebhookDelivery, WebhookAttempt, WebhookEn
 
 def _post(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> tuple[int | None, str, str]:
     body = bytes(delivery.body)
+    try:
+        secret = endpoint.secret
+    except ValueError:  # FIELD_ENCRYPTION_KEY changed: a failed attempt on record, not a stuck claim
+        logger.error("webhook secret of %s cannot be decrypted; rotate it", endpoint)
+        return None, "endpoint secret cannot be decrypted (rotate it)", ""
     headers = signing.delivery_headers(
-        secret=endpoint.secret,
+        secret=secret,
         event_id=delivery.event_id,
         event_type=delivery.event_type,
         body=body,

@@ -442,3 +442,11 @@ def test_after_a_secret_rotation_the_old_secret_no_longer_verifies(broker, node_
     assert d.status == WebhookDeliveryStatus.FAILED
     assert d.attempt_log.get().http_status == 401
     assert _node_verdicts(proc, 1)[0]["accepted"] is False
+
+
+def test_an_undecryptable_secret_is_a_failed_attempt_not_a_stuck_claim(broker, receiver, endpoint_secret):
+    WebhookEndpoint.objects.filter(broker=broker).update(secret_encrypted="not-a-fernet-token")
+    d = webhook_deliver(delivery_id=_emit(broker).pk)
+    assert d.status == WebhookDeliveryStatus.FAILED and d.claimed_until is None
+    assert "cannot be decrypted" in d.attempt_log.get().error
+    assert receiver.requests == []
