@@ -71,11 +71,14 @@ class AuthenticatedRateThrottle(FixedWindowThrottle):
 
 
 def _count(key: str, n: int, window: int) -> int:
-    cache.add(key, 0, timeout=window + 5)
+    # Keys outlive their window comfortably (at least a minute): the key names the window, so a late
+    # expiry costs a little memory and never a wrong count.
+    ttl = max(window + 5, 65)
+    cache.add(key, 0, timeout=ttl)
     try:
         return cache.incr(key, n)
     except ValueError:  # expired between add and incr
-        cache.add(key, n, timeout=window + 5)
+        cache.add(key, n, timeout=ttl)
         return n
 
 
