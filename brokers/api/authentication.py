@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -75,3 +76,16 @@ class HasBrokerScope(BasePermission):
         if not principal.api_key.has_scope(scope):
             raise exceptions.PermissionDenied(f"Missing scope: {scope}")
         return True
+
+
+class BrokerKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "brokers.api.authentication.BrokerKeyAuthentication"
+    name = "BrokerApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "broker API key (bk_<prefix>_<secret>) with scopes (manage.py create_broker, console)",
+        }

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpResponseRedirect
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -65,7 +66,12 @@ class SSORedirectView(SSOBaseView):
 class SSOTokenView(SSOBaseView):
     """For the widget (cross-origin by design: the widget runs on the broker's site)."""
 
-    @extend_schema(tags=["sso"], summary="Widget SSO: exchange the broker-signed JWT for a session token")
+    @extend_schema(
+        tags=["sso"],
+        summary="Widget SSO: exchange the broker-signed JWT for a session token",
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request):
         data = request.data if isinstance(request.data, dict) else {}
         token = data.get("token") or data.get("sso_token") or ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
@@ -25,6 +26,14 @@ from . import exchange_reads
 from .base import BrokerAPIView
 
 TAGS = ["broker"]
+OBJ = OpenApiTypes.OBJECT
+
+
+def doc(summary: str, **kwargs):
+    """The OpenAPI description of a broker API operation (free-form JSON bodies; docs/api/broker.md)."""
+    return extend_schema(tags=TAGS, request=OBJ, responses=OBJ, summary=summary, **kwargs)
+
+
 PAGE_PARAMS = [
     OpenApiParameter("page", int, description="1-based page number"),
     OpenApiParameter("page_size", int, description="rows per page (default 100, at most 1000)"),
@@ -100,11 +109,17 @@ def _transfer_row(t: Transfer) -> dict[str, Any]:
 class SubBrokersView(BrokerAPIView):
     scopes = {"GET": Scope.SUB_BROKERS_LIST, "POST": Scope.SUB_BROKERS_CREATE}
 
-    @extend_schema(tags=TAGS, summary="List all sub-brokers (the whole subtree)", parameters=PAGE_PARAMS)
+    @extend_schema(
+        tags=TAGS,
+        request=OBJ,
+        responses=OBJ,
+        summary="List all sub-brokers (the whole subtree)",
+        parameters=PAGE_PARAMS,
+    )
     def get(self, request):
         return Response(self.paginate(selectors.sub_brokers(broker=self.broker), "sub_brokers", _broker_row))
 
-    @extend_schema(tags=TAGS, summary="Create a sub-broker (broker role) under your broker")
+    @doc("Create a sub-broker (broker role) under your broker")
     def post(self, request):
         data = self.body()
         broker = broker_services.sub_broker_create(
@@ -123,7 +138,9 @@ class SubBrokersView(BrokerAPIView):
 class UpgradeView(BrokerAPIView):
     scopes = {"POST": Scope.SUB_BROKERS_UPGRADE}
 
-    @extend_schema(tags=TAGS, summary="Upgrade a trader to broker role (keeps balance and history)")
+    @extend_schema(
+        tags=TAGS, request=OBJ, responses=OBJ, summary="Upgrade a trader to broker role (keeps balance and history)"
+    )
     def post(self, request, user_id: str):
         data = self.body()
         client = selectors.client_for_broker(broker=self.broker, user_id=user_id)
@@ -150,7 +167,7 @@ class UpgradeView(BrokerAPIView):
 class BalanceView(BrokerAPIView):
     scopes = {"GET": Scope.BALANCE_READ}
 
-    @extend_schema(tags=TAGS, summary="Your broker balance")
+    @doc("Your broker balance")
     def get(self, request):
         account = LedgerAccount.objects.get(pk=self.broker.account_id)
         return Response({"broker_id": str(self.broker.pk), **_balance(account)})
@@ -159,7 +176,9 @@ class BalanceView(BrokerAPIView):
 class ClientsView(BrokerAPIView):
     scopes = {"GET": Scope.CLIENTS_LIST, "POST": Scope.CLIENTS_CREATE}
 
-    @extend_schema(tags=TAGS, summary="List all clients with balances", parameters=PAGE_PARAMS)
+    @extend_schema(
+        tags=TAGS, request=OBJ, responses=OBJ, summary="List all clients with balances", parameters=PAGE_PARAMS
+    )
     def get(self, request):
         page, size = self.page()
         total, rows = selectors.clients_page(broker=self.broker, page=page, size=size)
@@ -173,7 +192,9 @@ class ClientsView(BrokerAPIView):
             }
         )
 
-    @extend_schema(tags=TAGS, summary="Create a trader account (409 on a duplicate user_id)")
+    @extend_schema(
+        tags=TAGS, request=OBJ, responses=OBJ, summary="Create a trader account (409 on a duplicate user_id)"
+    )
     def post(self, request):
         data = self.body()
         client = client_services.client_create(
@@ -189,7 +210,7 @@ class ClientsView(BrokerAPIView):
 class ClientBalanceView(BrokerAPIView):
     scopes = {"GET": Scope.CLIENTS_BALANCE}
 
-    @extend_schema(tags=TAGS, summary="A client's balance")
+    @doc("A client's balance")
     def get(self, request, user_id: str):
         client = selectors.client_for_broker(broker=self.broker, user_id=user_id)
         return Response({"user_id": client.user_id, **_balance(client.account)})
@@ -198,7 +219,13 @@ class ClientBalanceView(BrokerAPIView):
 class ClientOrdersView(BrokerAPIView):
     scopes = {"GET": Scope.CLIENTS_ORDERS}
 
-    @extend_schema(tags=TAGS, summary="A client's trade history (orders on the house exchange)", parameters=PAGE_PARAMS)
+    @extend_schema(
+        tags=TAGS,
+        request=OBJ,
+        responses=OBJ,
+        summary="A client's trade history (orders on the house exchange)",
+        parameters=PAGE_PARAMS,
+    )
     def get(self, request, user_id: str):
         client = selectors.client_for_broker(broker=self.broker, user_id=user_id)
         page, size = self.page()
@@ -208,7 +235,7 @@ class ClientOrdersView(BrokerAPIView):
 class ClientPositionsView(BrokerAPIView):
     scopes = {"GET": Scope.CLIENTS_POSITIONS}
 
-    @extend_schema(tags=TAGS, summary="A client's open positions")
+    @doc("A client's open positions")
     def get(self, request, user_id: str):
         client = selectors.client_for_broker(broker=self.broker, user_id=user_id)
         return Response({"user_id": client.user_id, **exchange_reads.positions(client.trader)})
@@ -217,7 +244,9 @@ class ClientPositionsView(BrokerAPIView):
 class ClientWithdrawalsView(BrokerAPIView):
     scopes = {"GET": Scope.CLIENTS_WITHDRAWALS}
 
-    @extend_schema(tags=TAGS, summary="A client's withdrawal history", parameters=PAGE_PARAMS)
+    @extend_schema(
+        tags=TAGS, request=OBJ, responses=OBJ, summary="A client's withdrawal history", parameters=PAGE_PARAMS
+    )
     def get(self, request, user_id: str):
         client = selectors.client_for_broker(broker=self.broker, user_id=user_id)
         return Response(self.paginate(selectors.client_withdrawals(client=client), "withdrawals", withdrawal_row))
@@ -229,7 +258,7 @@ class ClientWithdrawalsView(BrokerAPIView):
 class DepositView(BrokerAPIView):
     scopes = {"POST": Scope.TRANSFER_DEPOSIT}
 
-    @extend_schema(tags=TAGS, summary="Deposit DCT from your balance to a client")
+    @doc("Deposit DCT from your balance to a client")
     def post(self, request, user_id: str):
         data = self.body()
         client = selectors.client_for_broker(broker=self.broker, user_id=user_id)
@@ -257,7 +286,9 @@ class DepositView(BrokerAPIView):
 class WithdrawView(BrokerAPIView):
     scopes = {"POST": Scope.TRANSFER_WITHDRAW}
 
-    @extend_schema(tags=TAGS, summary="Create a withdrawal request for a client (funds are held)")
+    @extend_schema(
+        tags=TAGS, request=OBJ, responses=OBJ, summary="Create a withdrawal request for a client (funds are held)"
+    )
     def post(self, request, user_id: str):
         data = self.body()
         client = selectors.client_for_broker(broker=self.broker, user_id=user_id)
@@ -282,6 +313,7 @@ class TransferHistoryView(BrokerAPIView):
 
     @extend_schema(
         tags=TAGS,
+        responses=OBJ,
         summary="Transfer records (deposits, OTC settlements, payouts, funding), newest first",
         parameters=[
             *PAGE_PARAMS,
@@ -306,7 +338,7 @@ class TransferHistoryView(BrokerAPIView):
 class WithdrawalDetailView(BrokerAPIView):
     scopes = {"GET": Scope.WITHDRAWAL_READ}
 
-    @extend_schema(tags=TAGS, summary="A single withdrawal")
+    @doc("A single withdrawal")
     def get(self, request, withdrawal_id: str):
         return Response(
             withdrawal_row(selectors.withdrawal_for_broker(broker=self.broker, withdrawal_id=withdrawal_id))
@@ -316,9 +348,7 @@ class WithdrawalDetailView(BrokerAPIView):
 class PendingWithdrawalsView(BrokerAPIView):
     scopes = {"GET": Scope.WITHDRAWAL_LIST}
 
-    @extend_schema(
-        tags=TAGS, summary="Pending withdrawals you may lock (cooling period not over)", parameters=PAGE_PARAMS
-    )
+    @doc("Pending withdrawals you may lock (cooling period not over)", parameters=PAGE_PARAMS)
     def get(self, request):
         return Response(self.paginate(selectors.pending_withdrawals(broker=self.broker), "withdrawals", withdrawal_row))
 
@@ -326,7 +356,12 @@ class PendingWithdrawalsView(BrokerAPIView):
 class LockView(BrokerAPIView):
     scopes = {"POST": Scope.WITHDRAWAL_LOCK}
 
-    @extend_schema(tags=TAGS, summary="Lock a pending withdrawal (OTC fulfil): first come, first served")
+    @extend_schema(
+        tags=TAGS,
+        request=OBJ,
+        responses=OBJ,
+        summary="Lock a pending withdrawal (OTC fulfil): first come, first served",
+    )
     def post(self, request, withdrawal_id: str):
         w = withdrawal_services.withdrawal_lock(broker=self.broker, withdrawal_id=withdrawal_id, actor=self.actor)
         return Response(
@@ -345,7 +380,7 @@ class LockView(BrokerAPIView):
 class UnlockView(BrokerAPIView):
     scopes = {"POST": Scope.WITHDRAWAL_UNLOCK}
 
-    @extend_schema(tags=TAGS, summary="Release your lock: back to pending")
+    @doc("Release your lock: back to pending")
     def post(self, request, withdrawal_id: str):
         w = withdrawal_services.withdrawal_unlock(broker=self.broker, withdrawal_id=withdrawal_id, actor=self.actor)
         return Response({"ok": True, "status": w.status, "withdrawal_id": str(w.pk)})
