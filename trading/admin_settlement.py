@@ -41,6 +41,26 @@ class FixtureResultForm(forms.Form):
     participant1_score = forms.IntegerField(min_value=0, required=False)
     participant2_score = forms.IntegerField(min_value=0, required=False)
     status = forms.ChoiceField(choices=FINAL_CHOICES, initial=FixtureStatus.FINISHED.value)
+    goalscorers = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Player ids who scored, comma-separated, to settle anytime-goalscorer orders; 'none' if "
+        "nobody scored. Blank: not known, goalscorer orders stay undecided.",
+    )
+
+    def clean_goalscorers(self) -> frozenset[int] | None:
+        raw = self.cleaned_data.get("goalscorers", "").strip()
+        if not raw:
+            return None
+        if raw.lower() == "none":
+            return frozenset()
+        try:
+            ids = frozenset(int(part) for part in raw.replace(" ", "").split(",") if part)
+        except ValueError:
+            raise forms.ValidationError("Player ids are whole numbers separated by commas.") from None
+        if not ids or min(ids) <= 0:
+            raise forms.ValidationError("Player ids are positive whole numbers.")
+        return ids
 
     def clean(self):
         data = super().clean()
@@ -108,8 +128,8 @@ class FixtureSettlementAdminMixin:
         }
         return TemplateResponse(request, "admin/trading/fixture/settlement_action.html", context)
 
-    def _settle(self, request, fixture: Fixture, message: str) -> None:
-        summary = settle_fixture(fixture_id=fixture.pk, actor=_actor(request), wait_for_grace=False)
+    def _settle(self, request, fixture: Fixture, message: str, scorers: frozenset[int] | None = None) -> None:
+        summary = settle_fixture(fixture_id=fixture.pk, actor=_actor(request), wait_for_grace=False, scorers=scorers)
         self.log_change(request, fixture, message)
         level = messages.WARNING if summary.unsettled or summary.still_open else messages.SUCCESS
         self.message_user(request, str(summary), level)
@@ -143,7 +163,12 @@ class FixtureSettlementAdminMixin:
             self.message_user(request, f"{fixture.fixture_id}: {exc.message}", messages.ERROR)
             return None
         score = f"{fixture.participant1_score}-{fixture.participant2_score}"
-        self._settle(request, fixture, f"result set: {fixture.status} {score}")
+        scorers = data["goalscorers"]
+        if scorers is not None:
+            message = f"result set: {fixture.status} {score}, goalscorers {sorted(scorers) or 'none'}"
+        else:
+            message = f"result set: {fixture.status} {score}"
+        self._settle(request, fixture, message, scorers)
         return None
 
     @admin.action(description="Void fixture (every order and bet VOID)", permissions=["change"])

@@ -533,3 +533,19 @@ def test_with_a_grace_period_a_just_finished_fixture_waits_for_the_sweep_but_the
     other = finished(0, 0)
     draw = filled(account, other, 102)
     assert settle_fixture(fixture_id=other.pk, actor="admin:op", wait_for_grace=False).orders_settled == [draw.pk]
+
+
+def test_goalscorer_orders_settle_when_the_operator_gives_the_scorers(account):
+    fx = finished(1, 0)
+    scored = filled(account, fx, 1150, player_id=290927)
+    did_not = filled(account, fx, 1150, player_id=291144, back=False)
+    home = filled(account, fx, 101)
+
+    without = settle_fixture(fixture_id=fx.pk, actor="feed")
+    assert [u.reason for u in without.unsettled] == ["no_scorer_data", "no_scorer_data"]
+    assert states(home)[0] == S.WON and states(scored)[0] == S.UNDECIDED
+
+    settle_fixture(fixture_id=fx.pk, actor="admin:op", wait_for_grace=False, scorers=[290927])
+
+    assert states(scored) == (S.WON, [B.LOST])
+    assert states(did_not) == (S.WON, [B.LOST])  # sold "291144 scores", who did not

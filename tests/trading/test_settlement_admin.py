@@ -109,3 +109,47 @@ def test_a_different_result_after_settlement_is_an_error_message_and_the_fields_
     assert change.status_code == 200
     assert b'name="participant1_score"' not in change.content  # read-only once settled
     assert b"orders: WON 1" in change.content and b"placed bets: lost 1" in change.content
+
+
+def test_the_result_form_takes_goalscorers_to_settle_player_props(admin_client, mm_client):
+    fx = FixtureFactory(status=FixtureStatus.LIVE)
+    account = AccountFactory(client=mm_client[0])
+    scorer = filled(account, fx, 1150, player_id=290927)
+    nobody = FixtureFactory(status=FixtureStatus.LIVE)
+    blank_sheet = filled(account, nobody, 1150, player_id=290927)
+
+    bad = post_action(
+        admin_client,
+        "set_result_and_settle",
+        [fx],
+        participant1_score=1,
+        participant2_score=0,
+        status="finished",
+        goalscorers="x,1",
+        apply=1,
+    )
+    assert b"Player ids are whole numbers" in bad.content and states(scorer)[0] == S.UNDECIDED
+
+    post_action(
+        admin_client,
+        "set_result_and_settle",
+        [fx],
+        participant1_score=1,
+        participant2_score=0,
+        status="finished",
+        goalscorers="290927, 5",
+        apply=1,
+    )
+    post_action(
+        admin_client,
+        "set_result_and_settle",
+        [nobody],
+        participant1_score=0,
+        participant2_score=0,
+        status="finished",
+        goalscorers="none",
+        apply=1,
+    )
+
+    assert states(scorer) == (S.WON, [B.LOST])
+    assert states(blank_sheet) == (S.LOST, [B.WON])

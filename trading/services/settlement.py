@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -147,8 +148,10 @@ def settlement_grace() -> dt.timedelta:
     return dt.timedelta(seconds=float(getattr(settings, "SETTLEMENT_GRACE_SECONDS", 0) or 0))
 
 
-def final_result_of(fixture: Fixture) -> FinalResult:
-    return FinalResult(status=fixture.status, home=fixture.participant1_score, away=fixture.participant2_score)
+def final_result_of(fixture: Fixture, *, scorers: frozenset[int] | None = None) -> FinalResult:
+    return FinalResult(
+        status=fixture.status, home=fixture.participant1_score, away=fixture.participant2_score, scorers=scorers
+    )
 
 
 # --- locks ----------------------------------------------------------------------------------------------------
@@ -189,8 +192,8 @@ def lock_bets_for_settlement(*, order_id: int) -> list[HedgeBet]:
 # --- settling -------------------------------------------------------------------------------------------------
 
 
-def _decide(order: Order, fixture: Fixture) -> Result | Unsettled:
-    final = final_result_of(fixture)
+def _decide(order: Order, fixture: Fixture, scorers: frozenset[int] | None = None) -> Result | Unsettled:
+    final = final_result_of(fixture, scorers=scorers)
     if final.status in VOID_STATUSES:
         return Result.VOID  # the whole event is void: every order, whatever its market
     outcome = lookup(order.outcome_id, sport_id=fixture.sport_id)
@@ -202,7 +205,9 @@ def _decide(order: Order, fixture: Fixture) -> Result | Unsettled:
         return Unsettled(order.pk, order.outcome_id, order.player_id, exc.reason)
 
 
-def _settle_order(*, order_id: int, fixture_pk: int, summary: SettlementSummary) -> None:
+def _settle_order(
+    *, order_id: int, fixture_pk: int, summary: SettlementSummary, scorers: frozenset[int] | None = None
+) -> None:
     """Settle one order and its placed bets in one transaction (lock order: module docstring)."""
     with transaction.atomic():
         fixture = lock_fixture_shared(fixture_pk=fixture_pk)
@@ -212,7 +217,7 @@ def _settle_order(*, order_id: int, fixture_pk: int, summary: SettlementSummary)
         bets = lock_bets_for_settlement(order_id=order_id)
         now = timezone.now()
         if order.settlement_status == SettlementStatus.UNDECIDED:
-            decided = _decide(order, fixture)
+            decided = _decide(order, fixture, scorers)
             if isinstance(decided, Unsettled):
                 summary.unsettled.append(decided)
                 return
@@ -269,7 +274,13 @@ def _mismatched(*, fixture_pk: int) -> list[int]:
     return out
 
 
-def settle_fixture(*, fixture_id: int, actor: str = SETTLEMENT_ACTOR, wait_for_grace: bool = True) -> SettlementSummary:
+def settle_fixture(
+    *,
+    fixture_id: int,
+    actor: str = SETTLEMENT_ACTOR,
+    wait_for_grace: bool = True,
+    scorers: Iterable[int] | None = None,
+) -> SettlementSummary:
     """Settle fixture ``fixture_id`` (the row's pk) if its status is final: every ``UNDECIDED``
     order gets its result (open orders are asked to cancel first), and every placed
     ``undecided`` bet of the fixture's orders the mirror of its order's result.
@@ -277,6 +288,10 @@ def settle_fixture(*, fixture_id: int, actor: str = SETTLEMENT_ACTOR, wait_for_g
     With ``wait_for_grace`` (the feed's and the sweep's runs), a fixture written less than
     ``SETTLEMENT_GRACE_SECONDS`` ago is left for the sweep (``waiting_until`` in the summary); the
     operator's actions settle at once.
+
+    ``scorers``: the player ids who scored, when the operator knows them (the feed does not say):
+    anytime-goalscorer orders then settle too; None leaves them undecided (``no_scorer_data``).
+    They are not stored: a later run without them leaves any goalscorer order still undecided.
 
     Safe to run twice and concurrently: see the module docstring. Raises ``Fixture.DoesNotExist``.
     Orders are settled whether or not they matched (a late fill on a cancelled order still takes
@@ -287,6 +302,7 @@ def settle_fixture(*, fixture_id: int, actor: str = SETTLEMENT_ACTOR, wait_for_g
     if fixture.status not in FINAL_STATUSES:
         return summary
     summary.final = True
+    scorer_set = None if scorers is None else frozenset(int(p) for p in scorers)
     grace = settlement_grace()
     if wait_for_grace and grace and fixture.updated_at > timezone.now() - grace:
         summary.waiting_until = fixture.updated_at + grace
@@ -302,7 +318,7 @@ def settle_fixture(*, fixture_id: int, actor: str = SETTLEMENT_ACTOR, wait_for_g
         .distinct()
     )
     for order_id in order_ids:
-        _settle_order(order_id=order_id, fixture_pk=fixture.pk, summary=summary)
+        _settle_order(order_id=order_id, fixture_pk=fixture.pk, summary=summary, scorers=scorer_set)
     summary.mismatched = _mismatched(fixture_pk=fixture.pk)
     if summary.mismatched:
         log.error(
