@@ -9,9 +9,13 @@ row lock (brokers.chain.verify).
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from brokers.chain.verify import locked_withdrawal_ids, withdrawal_chain_check
+from brokers.chain.verify import ChainConfig, locked_withdrawal_ids, withdrawal_chain_check
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="brokers.withdrawal_chain_check", acks_late=True, ignore_result=True)
@@ -22,6 +26,10 @@ def withdrawal_chain_check_task(withdrawal_id: str) -> str:
 @shared_task(name="brokers.withdrawals_chain_check", acks_late=True, ignore_result=True)
 def withdrawals_chain_check_task(limit: int = 1000) -> int:
     ids = locked_withdrawal_ids(limit=limit)
+    if ids and not ChainConfig.from_settings().enabled:
+        # nothing can be verified: locks stay until their broker unlocks them (docs/chain-verification.md)
+        logger.warning("%d OTC-locked withdrawal(s) but CHAIN_RPC_URL/CHAIN_USDC_ADDRESS are not set", len(ids))
+        return 0
     for withdrawal_id in ids:
         withdrawal_chain_check_task.delay(withdrawal_id)
     return len(ids)
