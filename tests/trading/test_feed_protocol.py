@@ -626,6 +626,17 @@ async def test_unreachable_gateway_is_retried_with_backoff():
     assert client.metrics.connects == 1
 
 
+async def test_alive_is_false_when_the_gateway_stops_answering_without_closing():
+    sink = Collector()
+    async with FeedServer() as server, Running(client_for(server, sink)) as client:
+        assert not await client.alive(0.2)  # not logged in yet
+        await client.live.wait()
+        assert await client.alive(1.0)
+        for session in list(server._sessions):  # a silent network fault: no FIN, no RST, no pong
+            session.conn.transport.pause_reading()
+        assert not await client.alive(0.3)
+
+
 async def test_server_reconnect_notice_makes_the_client_resume_at_once():
     sink = Collector()
     async with FeedServer() as server, Running(client_for(server, sink, backoff=Backoff(initial=5.0))) as client:

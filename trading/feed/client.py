@@ -170,6 +170,21 @@ class FeedClient:
         if conn is not None:
             await conn.close(1000, "client stopping")
 
+    async def alive(self, timeout: float = 2.0) -> bool:
+        """Is the connection up and answering? Logged in and a ping answered within ``timeout``
+        seconds. The heartbeat of the feed process asks this when no frame came for a while, so a
+        connection that died silently (no FIN, no RST) stops the heartbeat within seconds, not after
+        the library's keepalive (20 s + 20 s) has given up on it."""
+        conn = self._conn
+        if conn is None or not self.live.is_set():
+            return False
+        try:
+            waiter = await conn.ping()
+            await asyncio.wait_for(waiter, timeout)
+        except (ConnectionClosed, TimeoutError, RuntimeError):
+            return False
+        return True
+
     async def run(self) -> None:
         """Connect, stream, reconnect; returns after :meth:`stop`."""
         attempt = 0

@@ -125,6 +125,7 @@ class FeedRunner:
         self.lag_ms = 0  # how far behind the gateway the last applied frame was (its ts to now)
         self.max_lag_ms = int(float(settings.FEED_STALE_SECONDS) * 1000 / 2)
         self._last_applied = 0.0
+        self.ping_timeout = max(0.5, min(2.0, float(settings.FEED_STALE_SECONDS) / 4))
         self.resyncs = 0
         self._stopping = asyncio.Event()
         self._needs_resync = False
@@ -176,10 +177,10 @@ class FeedRunner:
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
-            caught_up = time.monotonic() - self._last_applied > 1.0  # nothing applied for a second: no backlog
-            if self.client.live.is_set() and not caught_up and self.lag_ms > self.max_lag_ms:
+            quiet = time.monotonic() - self._last_applied > 1.0  # nothing applied for a second: no backlog
+            if self.client.live.is_set() and not quiet and self.lag_ms > self.max_lag_ms:
                 log.warning("odds feed: applying frames %.1f s behind the gateway; no heartbeat", self.lag_ms / 1000)
-            elif self.client.live.is_set():
+            elif self.client.live.is_set() and (not quiet or await self.client.alive(self.ping_timeout)):
                 await loop.run_in_executor(self.beat_executor, heartbeat, self.source)
                 if self._needs_resync:
                     await asyncio.sleep(0.2)  # let a snapshot's frames be queued first
