@@ -104,6 +104,9 @@ class SimBookmakerBet(models.Model):
     status = models.CharField(max_length=16, choices=SimBookmakerBetStatus.choices)
     reason = models.CharField(max_length=255, blank=True, default="")
     status_polls = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the request reached the bookmaker (before its checks)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -125,12 +125,14 @@ def _load(bet_id: int, *, lock: bool = False) -> HedgeBet:
     return qs.get(pk=bet_id)
 
 
-def hedge_bet_open(*, fill_id: int) -> tuple[HedgeBet | None, bool]:
+def hedge_bet_open(*, fill_id: int, publish: bool = True) -> tuple[HedgeBet | None, bool]:
     """The fill's bet row, written ``pending`` and committed if absent: ``(bet, created)``.
 
     Requested price: the bookmaker's current odds for the selection, else the order's
     ``bookmaker_outcome_price``; stake ``hedge_stake``. ``(None, False)`` when the fill cannot be
-    hedged at all (no bookmaker, no price): it stays naked and counts in ``unhedgedStake``."""
+    hedged at all (no bookmaker, no price): it stays naked and counts in ``unhedgedStake``.
+    ``publish=False`` leaves the ``pending`` bet event to the caller (``hedge_fill`` sends it
+    after the bookmaker call, off the fill-to-bookmaker path)."""
     existing = HedgeBet.objects.filter(fill_id=fill_id).first()
     if existing is not None:
         return _load(existing.pk), False
@@ -160,10 +162,13 @@ def hedge_bet_open(*, fill_id: int) -> tuple[HedgeBet | None, bool]:
                 placed_stake=hedge_stake(contracts=fill.stake, odds=price),
                 bet_status=BetStatus.PENDING,
             )
-            _publish(bet)
+            # the relations are loaded already (fill -> order -> fixture, client): no re-read
+            bet.fill, bet.order, bet.client = fill, order, fill.client
+            if publish:
+                _publish(bet)
     except IntegrityError:  # a concurrent hedger wrote it first; its row is the row
         return _load(HedgeBet.objects.get(fill_id=fill_id).pk), False
-    return _load(bet.pk), True
+    return bet, True
 
 
 def _record(*, bet_id: int, attempts: int, answer: BetResult, next_price: Decimal | None) -> HedgeBet:
@@ -213,9 +218,10 @@ def hedge_fill(*, fill_id: int) -> HedgeBet | None:
     Safe to call any number of times, concurrently too: one bet row, and one bookmaker bet per
     attempt key. Call it outside a transaction, so the row is committed before the bookmaker call.
     Returns None when the fill cannot be hedged at all (no bookmaker or no price)."""
-    bet, fresh = hedge_bet_open(fill_id=fill_id)
+    bet, fresh = hedge_bet_open(fill_id=fill_id, publish=False)
     if bet is None:
         return None
+    unannounced = fresh  # the pending event of a new row is sent after the first bookmaker call
     for _ in range(2 * max_attempts() + 2):  # bounded: each pass records an answer or returns
         if bet.bet_status != BetStatus.PENDING:
             return bet
@@ -243,6 +249,9 @@ def hedge_fill(*, fill_id: int) -> HedgeBet | None:
                     answer = BetResult(status="declined", idempotency_key=key, reason=f"refused: {exc}"[:200])
         except BookmakerUnknownOutcome:
             answer = None
+        if unannounced:
+            _publish(bet)
+            unannounced = False
         if answer is None:
             log.warning("hedge %s still unresolved; left pending for a retry", key)
             return bet

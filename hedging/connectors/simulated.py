@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from hedging.models import SimBookmakerBet, SimBookmakerBetStatus
 
@@ -87,6 +88,7 @@ class SimulatedBookmaker(BookmakerConnector):
         stake: Decimal,
         accept_price_drift: Decimal,
     ) -> BetResult:
+        received = timezone.now()
         # In-process, the key check, the scripted decision and the insert are one step (so that a
         # script entry is consumed by the bet that is actually recorded); across processes the
         # unique key decides.
@@ -120,6 +122,7 @@ class SimulatedBookmaker(BookmakerConnector):
                         stake=stake,
                         status=status,
                         reason=reason,
+                        received_at=received,
                     )
             except IntegrityError:  # another process placed the same key first: its bet is the bet
                 return _result(SimBookmakerBet.objects.get(idempotency_key=idempotency_key))

@@ -122,8 +122,10 @@ def fill_apply(*, exchange: str, venue_fill: VenueFill, source: str) -> Fill | N
         order.matched_at = max(filter(None, [order.matched_at, fill.matched_at]))
         order.updated_at = timezone.now()
         order.save(update_fields=["matched_stake", "matched_status", "order_status", "matched_at", "updated_at"])
-        publish_order(order)
+        # on_commit callbacks run in order: the hedge first (it is the latency that matters), then
+        # the order event and the repost.
         transaction.on_commit(lambda fill_id=fill.pk: _schedule_hedge(fill_id))
+        publish_order(order)
         transaction.on_commit(lambda order_id=order.pk: _schedule_repost(order_id))
     return fill
 
