@@ -296,7 +296,7 @@ class PriceConsumer(TradesConsumer):
 
 class BboConsumer(ExchangeStreamConsumer):
     """Best bid and offer, conflated per process: at most one message per 50 ms, never more than 50 ms
-    (plus one top-of-book read) behind the book. See :mod:`exchanges.streams.hubs`."""
+    behind the book (plus delivery). See :mod:`exchanges.streams.hubs`."""
 
     kind = "bbo"
     hub: hubs.Hub | None = None
@@ -304,7 +304,7 @@ class BboConsumer(ExchangeStreamConsumer):
     async def subscribe(self) -> None:
         symbol, mode = self.symbol, self.mode
         self.hub = await hubs.subscribe(
-            "bbo", (symbol, mode), lambda key: hubs.BboHub(key, symbol, mode, reads.read_bbo), self
+            "bbo", (symbol, mode), lambda key: hubs.BboHub(key, symbol, mode, reads.snapshot), self
         )
 
     async def unsubscribe(self) -> None:

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -144,22 +146,84 @@ class Hub:
 
 
 class BboHub(Hub):
-    def __init__(self, registry_key: tuple, symbol: str, mode: str, read: Callable[[str, str], Awaitable[dict]]):
+    """The top of one book, from a mirror of the whole book kept in memory.
+
+    The hub joins the book group *before* it reads one full snapshot (``read_snapshot``, any depth),
+    then applies every delta after the snapshot's sequence, so the mirror is exact without reading
+    the database again. A delta that arrives ahead of its predecessor waits; if the predecessor is
+    still missing at the next flush (the layer dropped it), the mirror is read again from the
+    database. Each flush computes best bid/ask from the mirror: no database read on the hot path.
+    """
+
+    def __init__(self, registry_key: tuple, symbol: str, mode: str, read_snapshot: Callable[..., Awaitable[dict]]):
         super().__init__(registry_key, book_group(symbol, mode), conf.bbo_interval())
         self.symbol = symbol
         self.mode = mode
-        self._read = read
+        self._read_snapshot = read_snapshot
         self._last_key: tuple | None = None
         self._last_text: str | None = None
+        self.sequence: int | None = None  # None until the first snapshot is in
+        self.bids: dict[Decimal, tuple[str, str]] = {}
+        self.asks: dict[Decimal, tuple[str, str]] = {}
+        self._pending: dict[int, tuple[list, list]] = {}
+        self.snapshots_read = 0
 
-    async def _read_frame(self) -> tuple[tuple, str]:
-        data = await self._read(self.symbol, self.mode)
-        frame = frames.bbo(symbol=self.symbol, mode=self.mode, **data)
+    def on_event(self, message: dict[str, Any]) -> None:
+        for delta in message.get("deltas", ()):
+            seq = int(delta["sequence"])
+            if self.sequence is not None and seq <= self.sequence:
+                continue
+            frame = json.loads(delta["frame"])
+            self._pending[seq] = (frame.get("bids", ()), frame.get("asks", ()))
+        self._apply_pending()
+        self._dirty = True
+
+    def _apply_pending(self) -> None:
+        if self.sequence is None:
+            return
+        while self.sequence + 1 in self._pending:
+            self.sequence += 1
+            bids, asks = self._pending.pop(self.sequence)
+            self._apply(self.bids, bids)
+            self._apply(self.asks, asks)
+
+    @staticmethod
+    def _apply(side: dict[Decimal, tuple[str, str]], levels) -> None:
+        for price, qty in levels:
+            key = Decimal(price)
+            if Decimal(qty) == 0:
+                side.pop(key, None)
+            else:
+                side[key] = (price, qty)
+
+    async def _load(self) -> None:
+        snap = await self._read_snapshot(self.symbol, self.mode, None)
+        self.snapshots_read += 1
+        self.bids = {Decimal(p): (frames.dec(p), frames.dec(q)) for p, q in snap["bids"]}
+        self.asks = {Decimal(p): (frames.dec(p), frames.dec(q)) for p, q in snap["asks"]}
+        self.sequence = int(snap["sequence"])
+        for seq in [s for s in self._pending if s <= self.sequence]:
+            del self._pending[seq]
+        self._apply_pending()
+
+    def _frame(self) -> tuple[tuple, str]:
+        bid = self.bids[max(self.bids)] if self.bids else (None, None)
+        ask = self.asks[min(self.asks)] if self.asks else (None, None)
+        frame = frames.bbo(
+            symbol=self.symbol,
+            mode=self.mode,
+            best_bid=bid[0],
+            best_bid_size=bid[1],
+            best_ask=ask[0],
+            best_ask_size=ask[1],
+        )
         key = (frame["best_bid"], frame["best_bid_size"], frame["best_ask"], frame["best_ask_size"])
         return key, frames.to_json(frame)
 
     async def compute(self) -> list[str]:
-        key, text = await self._read_frame()
+        if self.sequence is None or self._pending:
+            await self._load()  # first use, or a delta is missing: read the book again
+        key, text = self._frame()
         if key == self._last_key:
             return []
         self._last_key, self._last_text = key, text
@@ -167,8 +231,10 @@ class BboHub(Hub):
 
     async def initial(self) -> list[str]:
         async with self._read_lock:
+            if self.sequence is None:
+                await self._load()
             if self._last_text is None:
-                self._last_key, self._last_text = await self._read_frame()
+                self._last_key, self._last_text = self._frame()
             return [self._last_text]
 
 
