@@ -329,7 +329,8 @@ def main() -> None:
         )
     if gaps:
         print(
-            f"gap between two messages to one subscriber: min {min(gaps):.1f} ms, p1 {pct(gaps, 1):.1f} ms (>= 50 by design)"
+            f"gap between two messages to one subscriber: min {min(gaps):.1f} ms, "
+            f"p1 {pct(gaps, 1):.1f} ms (sent >= 50 ms apart by design)"
         )
 
 
