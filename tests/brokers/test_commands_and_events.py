@@ -83,3 +83,16 @@ def test_events_are_written_to_the_outbox_in_the_transaction_of_the_change():
     with pytest.raises(BadRequest):
         client_services.client_deposit(broker=broker, client=client, amount=D("1000"))
     assert WebhookDelivery.objects.filter(broker=broker).count() == len(types)
+
+
+def test_fund_broker_credits_once_per_key():
+    run("acme", "--all-scopes")
+    broker = Broker.objects.get(name="acme")
+    for _ in range(2):
+        call_command("fund_broker", "acme", "250.5", "--key", "ops-1", stdout=io.StringIO())
+    broker.account.refresh_from_db()
+    assert broker.account.balance == D("250.5")
+    with pytest.raises(CommandError):
+        call_command("fund_broker", "acme", "-1", stdout=io.StringIO())
+    with pytest.raises(CommandError):
+        call_command("fund_broker", "nope", "1", stdout=io.StringIO())
