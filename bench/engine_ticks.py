@@ -21,6 +21,18 @@ sample's fixtures, one entry per frame unless ``--per-frame`` says more.
 
 Run:  .venv/bin/python bench/engine_ticks.py [--ticks 200000] [--per-frame 1] [--binary] [--repeat 3]
 It prints each figure next to its target. Not a test; not timed in CI.
+
+``--db`` measures the same frames through the database path instead: ``FeedIngest.handle`` (the
+feed process's code: dedupe, ``quotes_on_price``, the ``LiveQuote`` row lock, the controls gate,
+order rows, cancels and placements on the simulated venue, placement tasks run in-process) for one
+client quoting the sample's fixtures on the simulated venue. It creates a throw-away database
+(``test_mmsite_bench`` on the ``DATABASE_URL`` server; SQLite in memory without one) and drops it
+at the end:
+
+      DATABASE_URL=postgres://postgres@127.0.0.1:5432/mmsite .venv/bin/python bench/engine_ticks.py --db --ticks 3000
+
+There is no target for this figure in the issue; it bounds how many price changes per second one
+feed process can turn into decisions (most ticks move less than a tick: a locked read, no write).
 """
 
 from __future__ import annotations
@@ -162,6 +174,69 @@ def _pct(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def db_bench(ticks: int, seed: int) -> None:
+    """Ticks through FeedIngest on a real database (see the module docstring)."""
+    import datetime as dt
+    import json
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmsite.settings")
+    os.environ["TEST_DB_SUFFIX"] = "_bench"
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.utils import timezone
+
+    from hedging.models import Bookmaker
+    from mmsite.celery import app
+    from trading.feed.protocol import parse_frame as parse
+    from trading.models import Client, ExchangeAccount, Tournament
+    from trading.services.feed_ingest import FeedIngest
+
+    app.conf.task_always_eager = True  # the placement (venue call) is part of what is measured
+    db_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        book = Bookmaker.objects.create(name="vertex", simulated=True)
+        client = Client.objects.create(name="bench:vertex", hedge_bookmaker=book, quote_all_fixtures=True)
+        ExchangeAccount.objects.create(client=client, exchange="simulated", username="bench-sim")
+        header, events = read_replay(SAMPLE)
+        start = int((timezone.now() + dt.timedelta(hours=2)).timestamp())
+        ingest = FeedIngest()
+        for e in events:  # the fixtures, all before kick-off (quotable; NBA in play too)
+            if e.channel == "fixtures" and e.payload["status"]["statusId"] == 0:
+                payload = {**e.payload, "startTime": start}
+                ingest.handle(parse(json.dumps({"channel": "fixtures", "type": "UPDATE", "payload": payload})))
+        Tournament.objects.update(quote_in_play=True)
+        frames, _ = build_frames(ticks, 1, False, seed)
+        n_ticks, per_tick = 0, []
+        gc.collect()
+        t0 = time.perf_counter()
+        for raw in frames:
+            frame = parse_frame(raw)
+            t = time.perf_counter_ns()
+            if isinstance(frame, OddsUpdate):
+                ingest.handle(frame)
+                n = len(frame.entries)
+                n_ticks += n
+                if n:
+                    per_tick.append((time.perf_counter_ns() - t) / n / 1000)
+        elapsed = time.perf_counter() - t0
+        per_tick.sort()
+        c = ingest.counters
+        print(
+            f"database path ({connection.vendor}, {db_name}): {n_ticks:,} ticks; decisions place "
+            f"{c['decision_place']:,}, replace {c['decision_replace']:,}, cancel {c['decision_cancel']:,}, "
+            f"none {c['decision_none']:,}; unchanged (not decided) {c['odds_unchanged']:,}, "
+            f"unhedged bookmaker {c['odds_unhedged_bookmaker']:,}"
+        )
+        print(
+            f"throughput through FeedIngest: {n_ticks / elapsed:,.0f} ticks/s   "
+            f"latency per tick: p50 {_pct(per_tick, 0.5) / 1000:.2f} ms, p99 {_pct(per_tick, 0.99) / 1000:.2f} ms"
+        )
+    finally:
+        connection.creation.destroy_test_db(db_name, verbosity=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=200_000)
@@ -169,7 +244,11 @@ def main() -> None:
     parser.add_argument("--binary", action="store_true", help="MessagePack frames (receiveType binary)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--db", action="store_true", help="through FeedIngest and the database (see above)")
     args = parser.parse_args()
+    if args.db:
+        db_bench(args.ticks, args.seed)
+        return
 
     print(f"engine ticks benchmark: {platform.python_implementation()} {platform.python_version()}, one thread")
     t0 = time.perf_counter()
