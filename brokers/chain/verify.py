@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import requests
 from django.conf import settings
+from django.db import IntegrityError
 from django.utils import timezone
 from web3.exceptions import Web3Exception
 
@@ -128,4 +129,9 @@ def withdrawal_chain_check(
         # another worker moved it first (unlocked, completed, or the hash settled another withdrawal)
         logger.info("withdrawal %s not changed by the chain check: %s", w.pk, exc.message)
         return "not_locked"
+    except IntegrityError:
+        # the same transaction was matched to another withdrawal at the same moment and the unique
+        # tx_hash kept it for that one (everything here rolled back); the next check looks again
+        logger.info("withdrawal %s: its matching transaction settled another withdrawal first", w.pk)
+        return "waiting"
     return "waiting"

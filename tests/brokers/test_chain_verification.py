@@ -222,3 +222,33 @@ def test_concurrent_checks_credit_the_broker_once(chain):
     assert set(results) <= {"completed", "not_locked"}
     assert _balance(broker) - before == Decimal("99")
     assert Transfer.objects.filter(withdrawal=w, kind=TransferKind.OTC_SETTLEMENT).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_payment_checked_for_two_withdrawals_at_once_settles_one(chain):
+    broker, client, first = _withdrawal(chain, name="pair")
+    second, _ = withdrawal_request(client=client, amount=Decimal("100"), wallet_address=chain.user_wallet)
+    first = withdrawal_lock(broker=broker, withdrawal_id=first.pk)
+    second = withdrawal_lock(broker=broker, withdrawal_id=second.pk)
+    tx_hash = chain.pay(chain.broker_wallet, chain.user_wallet, 99 * USDC, not_before=second.locked_at)
+    before = _balance(broker)
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def worker(withdrawal_id):
+        try:
+            barrier.wait()
+            results.append(withdrawal_chain_check(withdrawal_id=withdrawal_id))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(w.pk,)) for w in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["completed", "waiting"]
+    assert Withdrawal.objects.filter(tx_hash=tx_hash).count() == 1
+    assert Withdrawal.objects.filter(status=WithdrawalStatus.BROKER_LOCKED).count() == 1
+    assert _balance(broker) - before == Decimal("99")
