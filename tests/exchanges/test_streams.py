@@ -206,22 +206,48 @@ async def test_trades_price_and_markets_streams_see_a_trade(traders):
 # --- bbo -------------------------------------------------------------------------------------------------------
 
 
+def _stamps(msgs):
+    return [dt.datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00")) for m in msgs]
+
+
 async def test_bbo_is_conflated_to_one_message_per_50ms_and_ends_on_the_latest_top(traders):
-    alice, _ = traders
+    """Twelve book changes within a few milliseconds become at most three messages, 50 ms apart, the
+    last carrying the latest top of book."""
     c = await connect("/ws/exchange/vaix/bbo")
     first = await recv(c)
     assert first["type"] == "bbo" and first["best_bid"] is None and first["best_ask"] is None
+    layer = get_channel_layer()
+    for i in range(1, 13):  # deltas 1..12 as the matching service would publish them, back to back
+        frame = {"type": "update", "sequence": i, "bids": [[f"0.00{10 + i}", "10"]], "asks": []}
+        delta = {"sequence": i, "frame": json.dumps(frame)}
+        await layer.group_send(book_group("vaix", "live"), {"type": "xbook.deltas", "deltas": [delta]})
+    got = await drain(c)
+    assert 1 <= len(got) <= 3, got
+    assert got[-1]["best_bid"] == "0.0022" and got[-1]["best_bid_size"] == "10"
+    # the message on connect is the subscriber's own; updates after it are at least 50 ms apart
+    stamps = _stamps(got)
+    assert all((b - a).total_seconds() >= 0.050 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
+    await c.disconnect()
 
-    for i in range(12):  # twelve improving bids as fast as they commit
+
+async def test_bbo_follows_real_orders(traders):
+    alice, bob = traders
+    c = await connect("/ws/exchange/vaix/bbo")
+    first = await recv(c)
+    for i in range(5):
         price = D("0.0010") + i * D("0.0001")
         await place(trader=alice, symbol="vaix", side="buy", type="limit", quantity=D("10"), price=price)
+    await place(trader=bob, symbol="vaix", side="sell", type="limit", quantity=D("3"), price=D("0.002"))
     got = await drain(c)
-    assert got[-1]["best_bid"] == "0.0021" and got[-1]["best_bid_size"] == "10"
-    assert 1 <= len(got) < 12
-    # each frame is stamped when the top of book was read; reads are at least 50 ms apart
-    stamps = [dt.datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00")) for m in [first, *got]]
-    gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:], strict=False)]
-    assert all(g >= 0.050 for g in gaps[1:]), gaps
+    assert {k: got[-1][k] for k in ("best_bid", "best_bid_size", "best_ask", "best_ask_size")} == {
+        "best_bid": "0.0014",
+        "best_bid_size": "10",
+        "best_ask": "0.002",
+        "best_ask_size": "3",
+    }
+    # the message on connect is the subscriber's own; updates after it are at least 50 ms apart
+    stamps = _stamps(got)
+    assert all((b - a).total_seconds() >= 0.050 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
     await c.disconnect()
 
 
