@@ -203,3 +203,21 @@ def test_the_scheduler_runs_entries_on_their_interval_and_survives_a_failing_tas
     fast = next(e for e in scheduler.entries if e.name == "fast")
     assert 3 <= fast.runs <= 7 and fast.failures == 0
     assert not t.is_alive()
+
+
+def test_feed_status_shows_heartbeats_and_the_feed_counters():
+    from trading.services.feed_ingest import FeedIngest
+    from trading.services.health import heartbeat
+
+    heartbeat("feed")
+    ingest = FeedIngest()
+    ingest.counters["odds_out_of_bounds"] = 3
+    ingest.flush_metrics()
+    out = io.StringIO()
+    call_command("feed_status", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["sources"]["feed"]["stale"] is False
+    assert data["feed"]["ingest"]["odds_out_of_bounds"] == 3
+    out = io.StringIO()
+    call_command("feed_status", stdout=out)
+    assert "ingest.odds_out_of_bounds: 3" in out.getvalue()
