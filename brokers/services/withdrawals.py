@@ -287,12 +287,16 @@ def _capture(
 
 
 @transaction.atomic
-def withdrawal_broker_complete(*, withdrawal_id, tx_hash: str, amount: Decimal | None = None) -> Withdrawal:
+def withdrawal_broker_complete(
+    *, withdrawal_id, tx_hash: str, amount: Decimal | None = None, locked_at=None, locked_by_id=None
+) -> Withdrawal:
     """The chain shows the locking broker paid the user: credit the DCT to that broker, ``broker_completed``.
 
     Idempotent on ``tx_hash``: completing again with the same hash returns the withdrawal unchanged;
     another hash, or a withdrawal that is not ``broker_locked``, is a :class:`Conflict`. ``amount``
-    is the USDC amount seen on chain (recorded in the history).
+    is the USDC amount seen on chain (recorded in the history). ``locked_at``/``locked_by_id``: the
+    lock the chain read was made for; if the withdrawal was unlocked and locked again since (by
+    another broker, whose wallet was not the one checked), :class:`Conflict` and nothing is credited.
     """
     tx_hash = (tx_hash or "").strip()
     if not tx_hash:
@@ -304,6 +308,10 @@ def withdrawal_broker_complete(*, withdrawal_id, tx_hash: str, amount: Decimal |
         raise Conflict(f"withdrawal already completed by transaction {w.tx_hash}")
     if w.status != S.BROKER_LOCKED:
         raise Conflict(f"Withdrawal is {w.status}: only a locked withdrawal can be completed")
+    if (locked_at is not None and w.locked_at != locked_at) or (
+        locked_by_id is not None and w.locked_by_id != locked_by_id
+    ):
+        raise Conflict("the withdrawal was locked again since the chain was read")
     if Withdrawal.objects.filter(tx_hash=tx_hash).exclude(pk=w.pk).exists():
         raise Conflict(f"transaction {tx_hash} already settled another withdrawal")
     broker = w.locked_by

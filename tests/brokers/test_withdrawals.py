@@ -392,3 +392,17 @@ def test_concurrent_retries_of_one_deposit_key_move_money_once():
     assert all(isinstance(r, tuple) for r in results), results
     assert len({r[0].pk for r in results}) == 1
     assert balance(client.account) == (D("7"), D("0"))
+
+
+@pytest.mark.django_db
+def test_complete_for_a_lock_that_was_released_and_taken_again_credits_nobody():
+    parent, _pk, sub, _sk, _rival, _rk, client = setup_tree()
+    w = request(client)
+    first = services.withdrawal_lock(broker=sub, withdrawal_id=w.pk)
+    seen_at, seen_by = first.locked_at, first.locked_by_id
+    services.withdrawal_unlock(broker=sub, withdrawal_id=w.pk)
+    services.withdrawal_lock(broker=parent, withdrawal_id=w.pk)
+    before = money()
+    with pytest.raises(Conflict):
+        services.withdrawal_broker_complete(withdrawal_id=w.pk, tx_hash="0x9", locked_at=seen_at, locked_by_id=seen_by)
+    assert money() == before
