@@ -133,10 +133,13 @@ def hedge_bet_open(*, fill_id: int, publish: bool = True) -> tuple[HedgeBet | No
     hedged at all (no bookmaker, no price): it stays naked and counts in ``unhedgedStake``.
     ``publish=False`` leaves the ``pending`` bet event to the caller (``hedge_fill`` sends it
     after the bookmaker call, off the fill-to-bookmaker path)."""
-    existing = HedgeBet.objects.filter(fill_id=fill_id).first()
+    # one read for the fill, its order, fixture, client and bookmaker, and any bet it already has
+    fill = (
+        _fill_model().objects.select_related("order__fixture", "client__hedge_bookmaker", "hedge_bet").get(pk=fill_id)
+    )
+    existing = getattr(fill, "hedge_bet", None)
     if existing is not None:
         return _load(existing.pk), False
-    fill = _fill_model().objects.select_related("order__fixture", "client__hedge_bookmaker").get(pk=fill_id)
     order = fill.order
     bookmaker = _bookmaker_for(fill.client)
     if bookmaker is None:

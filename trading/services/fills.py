@@ -12,8 +12,8 @@
   but lets the deferred foreign-key checks of concurrent hedge-bet inserts (``FOR KEY SHARE`` of
   the order, at their commit) through. With ``FOR UPDATE`` a hedge transaction holding the PnL
   dirty-day marker (trading/0003 triggers) would wait at commit for this order lock while this
-  transaction waits for that marker: a deadlock. The insert runs in a savepoint: an
-  ``IntegrityError`` there (the same trade committed by a path that did not hold the lock) is
+  transaction waits for that marker: a deadlock. An ``IntegrityError`` on the insert (the same
+  trade committed by a path that did not hold the lock) rolls the transaction back and is
   "already applied".
 * **Never above the order.** ``matched_stake`` never exceeds ``order_stake`` (a check constraint).
   A venue that reports more than the unmatched rest is logged as an error and the fill is clamped
@@ -78,6 +78,13 @@ def lock_order_for_fill(*, exchange: str, venue_order_id: str, client_order_id: 
 
 def fill_apply(*, exchange: str, venue_fill: VenueFill, source: str) -> Fill | None:
     """Apply one venue fill; the new ``Fill``, or None if already applied, not ours or nothing left."""
+    try:
+        return _fill_apply(exchange=exchange, venue_fill=venue_fill, source=source)
+    except IntegrityError:  # the same trade committed by a path that did not hold the order lock
+        return None
+
+
+def _fill_apply(*, exchange: str, venue_fill: VenueFill, source: str) -> Fill | None:
     with transaction.atomic():
         order = lock_order_for_fill(
             exchange=exchange, venue_order_id=venue_fill.venue_order_id, client_order_id=venue_fill.client_order_id
@@ -100,20 +107,19 @@ def fill_apply(*, exchange: str, venue_fill: VenueFill, source: str) -> Fill | N
             stake = rest
         if stake <= 0:
             return None
-        try:
-            with transaction.atomic():
-                fill = Fill.objects.create(
-                    order=order,
-                    client_id=order.client_id,
-                    exchange=exchange,
-                    venue_trade_id=venue_fill.trade_id,
-                    price=venue_fill.price,
-                    stake=stake,
-                    source=source,
-                    matched_at=venue_fill.at or timezone.now(),
-                )
-        except IntegrityError:
-            return None
+        # No savepoint around the insert (two round trips less on the hot path): under the order
+        # lock the check above sees every committed fill of this trade; a unique violation from
+        # anywhere else rolls the whole transaction back and ``fill_apply`` reports "already applied".
+        fill = Fill.objects.create(
+            order=order,
+            client_id=order.client_id,
+            exchange=exchange,
+            venue_trade_id=venue_fill.trade_id,
+            price=venue_fill.price,
+            stake=stake,
+            source=source,
+            matched_at=venue_fill.at or timezone.now(),
+        )
         order.matched_stake += stake
         full = order.matched_stake >= order.order_stake
         order.matched_status = MatchedStatus.FULLY_MATCHED if full else MatchedStatus.PARTIALLY_MATCHED
