@@ -205,6 +205,9 @@ class BboHub(Hub):
         for seq in [s for s in self._pending if s <= self.sequence]:
             del self._pending[seq]
         self._apply_pending()
+        # What is left is not contiguous with the fresh snapshot: drop it rather than re-read the book on
+        # every flush; if such a delta was only early, the next one shows the gap and the book is read again.
+        self._pending.clear()
 
     def _frame(self) -> tuple[tuple, str]:
         bid = self.bids[max(self.bids)] if self.bids else (None, None)

@@ -233,7 +233,7 @@ async def test_bbo_is_conflated_to_one_message_per_50ms_and_ends_on_the_latest_t
 async def test_bbo_follows_real_orders(traders):
     alice, bob = traders
     c = await connect("/ws/exchange/vaix/bbo")
-    first = await recv(c)
+    await recv(c)
     for i in range(5):
         price = D("0.0010") + i * D("0.0001")
         await place(trader=alice, symbol="vaix", side="buy", type="limit", quantity=D("10"), price=price)
@@ -372,3 +372,23 @@ async def test_book_and_bbo_over_the_redis_layer(traders):
     assert b["best_bid"] == "0.002" and b["best_bid_size"] == "7"
     await book.disconnect()
     await bbo.disconnect()
+
+
+async def test_bbo_hub_reads_the_book_again_when_a_delta_is_lost(traders):
+    alice, _ = traders
+    await place(trader=alice, symbol="vaix", side="buy", type="limit", quantity=D("10"), price=D("0.003"))
+    c = await connect("/ws/exchange/vaix/bbo")
+    assert (await recv(c))["best_bid"] == "0.003"
+    from exchanges.streams import hubs
+
+    hub = next(h for h in hubs.active_hubs() if isinstance(h, hubs.BboHub) and h.symbol == "vaix")
+    reads_before = hub.snapshots_read
+    # a delta far ahead of the hub's mirror (its predecessors lost): the mirror cannot be trusted
+    frame = {"type": "update", "bids": [["0.009", "1"]], "asks": []}
+    delta = {"sequence": hub.sequence + 100, "frame": json.dumps(frame)}
+    await get_channel_layer().group_send(book_group("vaix", "live"), {"type": "xbook.deltas", "deltas": [delta]})
+    await place(trader=alice, symbol="vaix", side="buy", type="limit", quantity=D("5"), price=D("0.0031"))
+    got = await drain(c)
+    assert hub.snapshots_read > reads_before
+    assert got[-1]["best_bid"] == "0.0031" and got[-1]["best_bid_size"] == "5"  # the database's truth
+    await c.disconnect()
