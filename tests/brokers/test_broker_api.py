@@ -320,3 +320,12 @@ def test_unknown_path_under_the_broker_api_is_404_json(acme):
     _broker, api = acme
     r = api.get(B + "/nope")
     assert r.status_code == 404
+
+
+def test_rate_limit_per_broker_answers_429_with_retry_after(acme, settings):
+    settings.BROKER_API_RATE_PER_MINUTE = 3
+    _broker, api = acme
+    codes = [api.get(B + "/balance").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    r = api.get(B + "/balance")
+    assert r.status_code == 429 and "Retry-After" in r and set(r.json()) == {"error"}
