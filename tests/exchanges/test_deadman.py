@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from decimal import Decimal as D
 
@@ -145,3 +146,13 @@ def test_two_sweeps_at_once_fire_each_switch_once(market, alice, bob):
     assert errors == [] and sum(fired) == 2
     assert not ExchangeOrder.objects.live().exists()
     assert sorted(DeadMansSwitch.objects.values_list("triggered_cancelled", flat=True)) == [1, 1]
+
+
+def test_the_run_exchange_algos_command_fires_switches_and_runs_slices(market, alice):
+    from django.core.management import call_command
+
+    rest(alice, "vaix", "buy", "10", "0.003")
+    client_for(alice).post(DMS, {"timeout_ms": 1000}, format="json")
+    DeadMansSwitch.objects.filter(trader=alice).update(expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    call_command("run_exchange_algos", "--once", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    assert not ExchangeOrder.objects.live().filter(trader=alice).exists()
