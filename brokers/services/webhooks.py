@@ -321,6 +321,8 @@ def _fill_payload(trade, *, role: str, client) -> dict[str, Any]:
         "price": trade.price,
         "quantity": trade.quantity,
         "fee": trade.taker_fee if role == "taker" else trade.maker_fee,
+        # the exchange charges a buyer in the base asset and a seller in the quote asset
+        "fee_asset": trade.market.base_asset if side == "buy" else trade.market.quote_asset,
         "order_id": order.order_id,
         "client_order_id": order.client_order_id or None,
         "executed_at": trade.created_at,

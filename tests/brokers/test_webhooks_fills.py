@@ -97,6 +97,7 @@ def test_a_live_fill_of_a_broker_client_is_posted_to_its_broker(
     assert (data["user_id"], data["symbol"], data["side"], data["role"]) == ("trader-7", "vaix", "buy", "taker")
     assert Decimal(data["price"]) == Decimal("0.003") and Decimal(data["quantity"]) == Decimal("400")
     assert (data["order_id"], data["client_order_id"]) == (taker.order_id, "my-7")
+    assert Decimal(data["fee"]) == trade.taker_fee and data["fee_asset"] == "VAIX"  # a buyer pays in the base
 
 
 def test_fills_are_emitted_once_per_trade_and_side(setup, receiver):
