@@ -99,7 +99,6 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
 
-@transaction.atomic
 def client_deposit(
     *,
     broker: Broker,
@@ -111,11 +110,13 @@ def client_deposit(
 ) -> tuple[Transfer, bool]:
     """Move ``amount`` DCT from ``broker``'s balance to ``client``'s. Returns ``(transfer, created)``.
 
-    The transfer row is written first; its id keys the ledger transaction. A retry with the same
-    ``idempotency_key`` returns the first transfer (``created`` False) and moves nothing; the same key
-    with another client or amount is a :class:`Conflict`. Refused with :class:`BadRequest` when the
-    broker's available balance is short; nothing is written then. Locks: the two ledger accounts
-    (ascending id, inside ``ledger.transfer``).
+    The transfer row is written first, in the same transaction as the ledger transaction its id keys
+    (``broker-transfer:<id>``). A retry with the same ``idempotency_key`` returns the first transfer
+    (``created`` False) and moves nothing, also when the two run concurrently (the unique index makes
+    the second wait for the first, fail, and answer with the first); the same key with another client
+    or amount is a :class:`Conflict`. Refused with :class:`BadRequest` when the broker's available
+    balance is short; nothing is written then. Locks: the two ledger accounts (ascending id, inside
+    ``ledger.transfer``).
     """
     if client.broker_id != broker.pk:
         raise BadRequest("the client is not served by this broker")
@@ -123,29 +124,45 @@ def client_deposit(
     if len(key) > 200:
         raise BadRequest("idempotency key: at most 200 characters")
     fingerprint = _fingerprint(TransferKind.DEPOSIT, client.pk, amount)
-    existing = Transfer.objects.filter(broker=broker, idempotency_key=key).first()
-    if existing is not None:
+
+    def replay() -> tuple[Transfer, bool] | None:
+        existing = Transfer.objects.filter(broker=broker, idempotency_key=key).first()
+        if existing is None:
+            return None
         if existing.request_fingerprint != fingerprint:
             raise Conflict("Idempotency-Key already used for a different request")
         return existing, False
+
+    first = replay()
+    if first is not None:
+        return first
     try:
-        with transaction.atomic():
-            t = Transfer.objects.create(
-                broker=broker,
-                client=client,
-                kind=TransferKind.DEPOSIT,
-                asset=conf.asset(),
-                amount=amount,
-                idempotency_key=key,
-                request_fingerprint=fingerprint,
-                actor=actor,
-                memo=memo,
-            )
-    except IntegrityError:  # the same key, concurrently: the first one wins, this one answers with it
-        existing = Transfer.objects.get(broker=broker, idempotency_key=key)
-        if existing.request_fingerprint != fingerprint:
-            raise Conflict("Idempotency-Key already used for a different request") from None
-        return existing, False
+        t = _deposit(
+            broker=broker, client=client, amount=amount, key=key, fingerprint=fingerprint, actor=actor, memo=memo
+        )
+    except IntegrityError:
+        first = replay()  # the same key committed concurrently: answer with it
+        if first is None:
+            raise
+        return first
+    return t, True
+
+
+@transaction.atomic
+def _deposit(
+    *, broker: Broker, client: BrokerClient, amount: Decimal, key: str, fingerprint: str, actor: str, memo: str
+) -> Transfer:
+    t = Transfer.objects.create(
+        broker=broker,
+        client=client,
+        kind=TransferKind.DEPOSIT,
+        asset=conf.asset(),
+        amount=amount,
+        idempotency_key=key,
+        request_fingerprint=fingerprint,
+        actor=actor,
+        memo=memo,
+    )
     try:
         txn = ledger.transfer(
             idempotency_key=f"broker-transfer:{t.pk}",
@@ -164,4 +181,4 @@ def client_deposit(
     t.client = client
     events.emit(broker=broker, event_type="deposit.completed", data=events.transfer_payload(t))
     events.emit_transfer(t)
-    return t, True
+    return t
