@@ -252,3 +252,18 @@ def test_one_payment_checked_for_two_withdrawals_at_once_settles_one(chain):
     assert Withdrawal.objects.filter(tx_hash=tx_hash).count() == 1
     assert Withdrawal.objects.filter(status=WithdrawalStatus.BROKER_LOCKED).count() == 1
     assert _balance(broker) - before == Decimal("99")
+
+
+def test_chain_check_runs_every_30_minutes_on_the_chain_queue_and_webhooks_on_theirs():
+    from django.conf import settings
+
+    from mmsite.celery import app
+
+    beat = {e["task"]: e for e in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert beat["brokers.withdrawals_chain_check"]["schedule"] == settings.CHAIN_CHECK_INTERVAL_MINUTES * 60 == 1800
+    assert beat["brokers.webhooks_sweep"]["schedule"] <= 60
+    route = app.amqp.router.route
+    assert route({}, "brokers.withdrawal_chain_check")["queue"].name == "chain"
+    assert route({}, "brokers.withdrawals_chain_check")["queue"].name == "chain"
+    assert route({}, "brokers.webhook_deliver")["queue"].name == "webhooks"
+    assert settings.BROKER_OTC_TIMEOUT_HOURS == settings.CHAIN_LOCK_TIMEOUT_HOURS == 24
