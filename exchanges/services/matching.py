@@ -125,6 +125,7 @@ def local_books_clear() -> None:
     """Forget every in-memory book of this process (a restart, as far as the books are concerned)."""
     with _BOOKS_GUARD:
         _BOOKS.clear()
+    _STATES_KNOWN.clear()
 
 
 def _drop(key: tuple[int, str]) -> None:
@@ -132,15 +133,22 @@ def _drop(key: tuple[int, str]) -> None:
         _BOOKS.pop(key, None)
 
 
-def book_state_get_or_create(*, market: Market, mode: str) -> BookState:
-    state = BookState.objects.filter(market=market, mode=mode).first()
-    if state is not None:
-        return state
-    try:
-        with transaction.atomic():
-            return BookState.objects.create(market=market, mode=mode)
-    except IntegrityError:  # another process created it first
-        return BookState.objects.get(market=market, mode=mode)
+_STATES_KNOWN: set[tuple[int, str]] = set()
+
+
+def book_state_ensure(*, market: Market, mode: str) -> None:
+    """Make sure the book's ``BookState`` row exists (committed), once per process and book."""
+    key = (market.pk, mode)
+    if key in _STATES_KNOWN:
+        return
+    if not BookState.objects.filter(market=market, mode=mode).exists():
+        try:
+            with transaction.atomic():
+                BookState.objects.create(market=market, mode=mode)
+        except IntegrityError:  # another process created it first
+            pass
+    if not connection.in_atomic_block:
+        _STATES_KNOWN.add(key)
 
 
 def _rebuild(market: Market, mode: str, state: BookState) -> LocalBook:
@@ -296,11 +304,28 @@ class Run:
         self.apply(self.book.expire(self.now))
 
 
+_STATE_FIELDS = ("id", "market_id", "mode", "sequence", "trade_no", "counter", "last_price", "clock", "stamp")
+
+
 def _lock_book_state(market: Market, mode: str) -> BookState:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+    """``SELECT … FOR UPDATE`` the book's row. On PostgreSQL one round trip sets a 5 s lock timeout for
+    this transaction and takes the lock (the values are an integer id and a checked mode string)."""
+    if mode not in ("live", "paper"):
+        raise ExchangeError(Codes.INVALID_MODE, f"unknown mode {mode!r}")
     try:
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute(
+                    f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'; "
+                    f"SELECT {', '.join(_STATE_FIELDS)} FROM {BookState._meta.db_table} "
+                    f"WHERE market_id = {int(market.pk)} AND mode = '{mode}' FOR UPDATE"
+                )
+                cur.nextset()  # the first result is the SET's
+                row = cur.fetchone()
+            state = BookState(**dict(zip(_STATE_FIELDS, row, strict=True)))
+            state._state.adding = False
+            state._state.db = "default"
+            return state
         return BookState.objects.select_for_update().get(market=market, mode=mode)
     except OperationalError as exc:
         if "lock timeout" in str(exc).lower() or "lock_timeout" in str(exc).lower():
@@ -315,7 +340,7 @@ def run_on_book(*, market: Market, mode: str, command: Callable[[Run], Any]) -> 
     through ``run.apply(...)``; it may raise :class:`ExchangeError` (nothing is written). Returns what
     ``command`` returned.
     """
-    book_state_get_or_create(market=market, mode=mode)
+    book_state_ensure(market=market, mode=mode)
     key = (market.pk, mode)
     after: list[Callable[[], None]] = []
     try:
@@ -569,7 +594,10 @@ def _persist(run: Run) -> Callable[[], None]:
         now = timezone.now()
         for o in existing:
             o.updated_at = now
-        ExchangeOrder.objects.bulk_update(existing, update_fields)
+        if len(existing) == 1:
+            existing[0].save(update_fields=update_fields)
+        else:
+            ExchangeOrder.objects.bulk_update(existing, update_fields)
     if trade_rows:
         ExchangeTrade.objects.bulk_create(trade_rows)
         created = {row.trade_id: row.created_at for row in trade_rows}

@@ -1,0 +1,289 @@
+#!/usr/bin/env python
+"""Order throughput of the house exchange API over HTTP on the production stack.
+
+Creates (or reuses) its own PostgreSQL database (``mmsite_bench_exchange``), migrates it, makes one
+market and one funded trader per client (tier ``market_maker``), then starts ``--servers`` daphne
+processes with the production settings module (DEBUG off, PostgreSQL, Redis for the cache, the
+throttles and the channel layer, in Redis database ``--redis-db``) and drives them with
+``--clients`` concurrent HTTP clients (asyncio + httpx, spread over the servers) for ``--seconds``:
+
+    each client, in a loop: POST /api/v1/exchange/{symbol}/orders   (a limit order)
+                            DELETE /api/v1/exchange/{symbol}/orders/{order_id}   (cancel it)
+
+Every order rests on one book (``--cross`` makes that share of the orders cross the book instead
+and trade against a resting ladder, so the trade path is measured too). Prints orders/s (placements),
+order operations/s (placements + cancels) and p50/p99 latency per operation beside the target
+(>= 1,000 orders/s on a 2-core machine; an open-source exchange stack reports 57-125 orders/s),
+then runs ``ledger_check`` on the database.
+
+    .venv/bin/python bench/exchange_api.py                       # 2 servers, 8 clients, 20 s
+    .venv/bin/python bench/exchange_api.py --servers 4 --seconds 30 --cross 0.2
+
+The rate limits are lifted for the run through ``EXCHANGE_RATE_LIMITS`` (the bench measures the
+matching path, not the 429 path). Nothing else on the machine is stopped: the load average is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_ORDERS_PER_S = 1000.0
+SYMBOL = "benchx"
+DB_NAME = "mmsite_bench_exchange"
+LIMITS = {
+    "standard": {
+        "public_per_minute": 10**9,
+        "authenticated_per_minute": 10**9,
+        "orders_per_second_per_pair": 10**9,
+        "orders_per_minute": 10**9,
+    },
+    "market_maker": {
+        "public_per_minute": 10**9,
+        "authenticated_per_minute": 10**9,
+        "orders_per_second_per_pair": 10**9,
+        "orders_per_minute": 10**9,
+    },
+}
+
+
+def ensure_database(server_url: str, name: str, fresh: bool) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists and fresh:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            exists = None
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}")
+
+
+def server_env(db_url: str, redis_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TEST_DB_SUFFIX",)}
+    env.update(
+        DATABASE_URL=db_url,
+        REDIS_URL=redis_url,
+        DJANGO_SETTINGS_MODULE="mmsite.settings.production",
+        SECRET_KEY="bench-" + "x" * 60,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="false",
+        DEBUG="false",
+        LOG_LEVEL="WARNING",
+        EXCHANGE_RATE_LIMITS=json.dumps(LIMITS),
+        EXCHANGE_WITHDRAWAL_HANDLER="",
+    )
+    return env
+
+
+def prepare(env: dict[str, str], clients: int) -> list[str]:
+    """Migrate, create the market and the traders (idempotent); returns one API key per client."""
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    script = f"""
+import json
+from decimal import Decimal
+from exchanges.services.markets import market_upsert
+from exchanges.services.traders import trader_get_or_create, trader_fund, trader_key_create
+from exchanges.services.orders import orders_cancel_all
+market_upsert(symbol={SYMBOL!r}, base_asset="BENCHX", tick_size="0.0001", lot_size="1", min_order_size="1")
+keys = []
+for i in range({clients} + 1):
+    t, _ = trader_get_or_create(username=f"bench{{i}}")
+    t.tier = "market_maker"; t.save(update_fields=["tier"])
+    for asset, a in (("USDC", "100000000"), ("BENCHX", "10000000000")):
+        trader_fund(trader=t, asset=asset, amount=Decimal(a), mode="live", idempotency_key=f"bench:{{i}}:{{asset}}")
+    orders_cancel_all(trader=t, symbol={SYMBOL!r})
+    keys.append(trader_key_create(trader=t, name="bench")[1])
+print(json.dumps(keys))
+"""
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_servers(env: dict[str, str], n: int) -> list[tuple[subprocess.Popen, int, Path]]:
+    daphne = Path(sys.executable).parent / "daphne"
+    out = []
+    for _ in range(n):
+        port = free_port()
+        log = Path("/tmp") / f"bench_exchange_api_daphne_{port}.log"
+        cmd = [str(daphne), "-b", "127.0.0.1", "-p", str(port), "mmsite.asgi:application"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        out.append((proc, port, log))
+    return out
+
+
+async def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"daphne on {port} exited with {proc.returncode}")
+            try:
+                if (await http.get("/api/v1/exchange/time")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"daphne on {port} did not answer in time")
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(math.ceil(p * len(ordered)) - 1, 0)] if ordered else float("nan")
+
+
+async def seed_ladder(port: int, key: str) -> None:
+    """A resting ask ladder (for crossing buys to trade against), from the extra trader."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as http:
+        orders = [
+            {"side": "sell", "quantity": "100000", "price": str(Decimal("0.6000") + Decimal("0.0001") * i)}
+            for i in range(10)
+        ]
+        r = await http.post(f"/api/v1/exchange/{SYMBOL}/orders/batch", json={"orders": orders})
+        r.raise_for_status()
+
+
+async def client_loop(i: int, port: int, key: str, stop_at: float, cross: float, lat: dict, errors: list) -> None:
+    import httpx
+
+    rng = random.Random(i)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=30.0) as http:
+        while time.monotonic() < stop_at:
+            crossing = rng.random() < cross
+            if crossing:
+                body = {"side": "buy", "quantity": "1", "price": "0.7000", "order_type": "ioc"}
+            else:
+                price = Decimal("0.3000") + Decimal("0.0001") * rng.randint(0, 2000)
+                body = {"side": "buy", "quantity": str(rng.randint(1, 50)), "price": str(price)}
+            t0 = time.perf_counter()
+            r = await http.post(f"/api/v1/exchange/{SYMBOL}/orders", json=body)
+            lat["place"].append(time.perf_counter() - t0)
+            if r.status_code != 201:
+                errors.append(f"place {r.status_code} {r.text[:200]}")
+                continue
+            if crossing:
+                lat["trades"].append(1)
+                continue
+            oid = r.json()["order_id"]
+            t0 = time.perf_counter()
+            r = await http.delete(f"/api/v1/exchange/{SYMBOL}/orders/{oid}")
+            lat["cancel"].append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                errors.append(f"cancel {r.status_code} {r.text[:200]}")
+
+
+async def run(args, keys: list[str], servers) -> dict:
+    ports = [p for _, p, _ in servers]
+    for proc, port, _ in servers:
+        await wait_ready(port, proc)
+    await seed_ladder(ports[0], keys[-1])
+    # warm-up: every server builds its book and opens its connections
+    warm = {"place": [], "cancel": [], "trades": []}
+    await asyncio.gather(
+        *[
+            client_loop(100 + i, ports[i % len(ports)], keys[i], time.monotonic() + 2, 0.0, warm, [])
+            for i in range(args.clients)
+        ]
+    )
+    lat = {"place": [], "cancel": [], "trades": []}
+    errors: list[str] = []
+    t0 = time.monotonic()
+    stop_at = t0 + args.seconds
+    await asyncio.gather(
+        *[client_loop(i, ports[i % len(ports)], keys[i], stop_at, args.cross, lat, errors) for i in range(args.clients)]
+    )
+    elapsed = time.monotonic() - t0
+    return {"lat": lat, "errors": errors, "elapsed": elapsed}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"))
+    ap.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+    ap.add_argument("--redis-db", type=int, default=14)
+    ap.add_argument("--servers", type=int, default=2)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--cross", type=float, default=0.0, help="share of orders that cross the book and trade")
+    ap.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
+    args = ap.parse_args()
+
+    ensure_database(args.pg, DB_NAME, args.fresh)
+    db_url = f"{args.pg}/{DB_NAME}"
+    redis_url = f"{args.redis}/{args.redis_db}"
+    env = server_env(db_url, redis_url)
+    env.update(
+        REDIS_CACHE_DB=str(args.redis_db), REDIS_CELERY_DB=str(args.redis_db), REDIS_CHANNELS_DB=str(args.redis_db)
+    )
+    keys = prepare(env, args.clients)
+    servers = start_servers(env, args.servers)
+    try:
+        result = asyncio.run(run(args, keys, servers))
+    finally:
+        for proc, _, _ in servers:
+            proc.terminate()
+        for proc, _, _ in servers:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    lat, elapsed = result["lat"], result["elapsed"]
+    placed, cancelled, trades = len(lat["place"]), len(lat["cancel"]), len(lat["trades"])
+    all_ops = lat["place"] + lat["cancel"]
+    print(
+        f"\nexchange API: {args.servers} daphne process(es), {args.clients} clients, {elapsed:.1f} s, "
+        f"cross {args.cross:.0%}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(f"{'figure':44} {'measured':>12} {'target':>12}")
+    print(f"{'orders placed per second':44} {placed / elapsed:12.0f} {TARGET_ORDERS_PER_S:12.0f}")
+    print(f"{'order operations per second (place+cancel)':44} {(placed + cancelled) / elapsed:12.0f} {'':>12}")
+    print(f"{'trades (crossing IOC orders)':44} {trades:12d}")
+    for name, samples in (("place", lat["place"]), ("cancel", lat["cancel"]), ("all", all_ops)):
+        if samples:
+            print(
+                f"{name + ' latency p50 / p99 (ms)':44} "
+                f"{statistics.median(samples) * 1000:6.1f} / {pct(samples, 0.99) * 1000:5.1f} {'':>12}"
+            )
+    print(f"{'errors':44} {len(result['errors']):12d}")
+    for e in result["errors"][:5]:
+        print("  ", e)
+    check = subprocess.run(
+        [sys.executable, "manage.py", "ledger_check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    print(check.stdout.strip().splitlines()[-1] if check.stdout.strip() else check.stderr.strip())
+
+
+if __name__ == "__main__":
+    main()
