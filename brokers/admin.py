@@ -120,6 +120,12 @@ class BrokerStaffAdmin(BrokerScopedAdmin):
     autocomplete_fields = ("broker",)
     search_fields = ("user__username",)
 
+    def save_model(self, request, obj, form, change):
+        # through the service: the user also becomes is_staff, so they can sign in to the console
+        staff = broker_services.broker_staff_add(broker=form.cleaned_data["broker"], user=form.cleaned_data["user"])
+        obj.pk = staff.pk
+        obj._state.adding = False
+
 
 # --- API keys ----------------------------------------------------------------------------------------------
 

@@ -77,8 +77,12 @@ class SSOTokenView(SSOBaseView):
         token = data.get("token") or data.get("sso_token") or ""
         if not isinstance(token, str) or not token:
             raise BrokerAPIError("token is required", status_code=400)
+        broker_uid = data.get("broker_uid") or data.get("broker-uid")
         login = sso_login(token)
         client = login.client
+        if broker_uid and str(broker_uid) != str(client.broker_id):
+            # the widget is embedded for another broker than the token's tenant: refuse, do not log in
+            raise BrokerAPIError("Invalid SSO token: issued for another broker than the widget's", status_code=401)
         return Response(
             {
                 "ok": True,

@@ -50,7 +50,7 @@
 
     async ssoLogin(jwt) {
       const r = await fetch(this.api + "/api/auth/sso/token", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: jwt }),
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: jwt, broker_uid: this.getAttribute("broker-uid") || undefined }),
       });
       const body = await r.json();
       if (!r.ok) throw new Error(body.error || "SSO failed");

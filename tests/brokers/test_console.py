@@ -210,3 +210,16 @@ def test_broker_staff_see_no_other_app_in_the_console(two_worlds):
     assert "/admin/brokers/" in body
     assert "/admin/trading/" not in body and "/admin/auth/" not in body
     assert c.get("/admin/auth/user/").status_code == 403
+
+
+def test_platform_staff_add_broker_staff_through_the_service(two_worlds):
+    acme, _zeta = two_worlds
+    get_user_model().objects.create_superuser(username="root", password="pw-123456789")
+    newbie = get_user_model().objects.create_user(username="newbie", password="pw-123456789")
+    c = login("root")
+    r = c.post(reverse("admin:brokers_brokerstaff_add"), {"user": newbie.pk, "broker": str(acme["sub"].pk)})
+    assert r.status_code == 302, r.content
+    newbie.refresh_from_db()
+    assert newbie.is_staff and newbie.broker_staff.broker_id == acme["sub"].pk
+    body = login("newbie").get(reverse("admin:brokers_brokerclient_changelist")).content.decode()
+    assert "acme-subuser" in body and "acme-user" not in body  # the sub-broker's subtree only

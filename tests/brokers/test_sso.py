@@ -158,3 +158,15 @@ def test_the_widget_demo_page_and_script_are_served():
     from django.contrib.staticfiles import finders
 
     assert finders.find("brokers/widget.js")
+
+
+def test_widget_token_for_another_broker_than_the_widgets_is_refused(tenant):
+    other, _ = make_broker("other")
+    r = Client().post(
+        "/api/auth/sso/token", {"token": token(), "broker_uid": str(other.pk)}, content_type="application/json"
+    )
+    assert r.status_code == 401 and "another broker" in r.json()["error"]
+    ok = Client().post(
+        "/api/auth/sso/token", {"token": token(), "broker_uid": str(tenant.pk)}, content_type="application/json"
+    )
+    assert ok.status_code == 200
