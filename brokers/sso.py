@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 import jwt
+from django.core.cache import cache
 from django.utils import timezone
 
 from brokers import conf
@@ -84,6 +85,14 @@ def sso_verify(token: str) -> tuple[Broker, dict]:
         raise SSOError("Invalid SSO token: exp is too far in the future (issue short-lived tokens)")
     if claims.get("tenant_code") != tenant_code:  # cannot differ once verified; belt and braces
         raise SSOError("Invalid SSO token: tenant_code mismatch")
+    jti = claims.get("jti")
+    if jti is not None:
+        # A token with an id is single-use: remembered (in Redis in production) until it expires.
+        if not isinstance(jti, str) or not jti or len(jti) > 128:
+            raise SSOError("Invalid SSO token: jti must be a non-empty string")
+        ttl = max(int((exp - timezone.now()).total_seconds()) + conf.sso_leeway_seconds() + 1, 1)
+        if not cache.add(f"sso:jti:{broker.pk}:{jti}", 1, timeout=ttl):
+            raise SSOError("Invalid SSO token: already used")
     return broker, claims
 
 

@@ -170,3 +170,11 @@ def test_widget_token_for_another_broker_than_the_widgets_is_refused(tenant):
         "/api/auth/sso/token", {"token": token(), "broker_uid": str(tenant.pk)}, content_type="application/json"
     )
     assert ok.status_code == 200
+
+
+def test_a_token_with_a_jti_is_single_use(tenant):
+    t = token({"jti": "abc-1"})
+    assert sso_post(t).status_code == 200
+    r = sso_get(t)
+    assert r.status_code == 401 and "already used" in r.json()["error"]
+    assert sso_post(token({"jti": "abc-2"})).status_code == 200
