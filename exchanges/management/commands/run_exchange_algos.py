@@ -26,7 +26,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, interval: float, once: bool, **options) -> None:
         while True:
-            close_old_connections()
             slices = twap.twaps_run_due()
             fired = deadman.dms_trigger_due()
             if slices or fired:
@@ -34,3 +33,4 @@ class Command(BaseCommand):
             if once:
                 return
             time.sleep(max(0.05, interval))
+            close_old_connections()  # a long-lived loop: drop a connection the database closed
