@@ -146,6 +146,12 @@ class MarketAdmin(admin.ModelAdmin):
         ("Token", {"fields": ("chain", "base_address", "quote_address", "total_supply", "depth_sources")}),
     )
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from exchanges.services.orders import markets_cache_clear
+
+        markets_cache_clear()  # other processes see the change within MARKET_CACHE_SECONDS
+
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and ExchangeOrder.objects.live().filter(market=obj).exists():
             return ("symbol", "base_asset", "quote_asset", "tick_size", "lot_size")

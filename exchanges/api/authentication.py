@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from datetime import timedelta
 
 import jwt
@@ -79,11 +80,35 @@ def authenticate_jwt(token: str, *, typ: str = "access") -> Trader | None:
     return Trader.objects.select_related("user").filter(pk=int(sub), user__is_active=True).first()
 
 
+#: A key checked against the database is trusted by this process for this long (a revoked key stops
+#: working everywhere within it; revoking through ``trader_key_revoke`` clears this process at once).
+KEY_CACHE_SECONDS = 10.0
+_KEYS: dict[str, tuple[float, Trader]] = {}
+
+
+def api_key_cache_clear() -> None:
+    _KEYS.clear()
+
+
 def authenticate_api_key(raw_key: str | None) -> Trader | None:
     """The trader of an active API key, or None if missing, malformed, unknown or revoked."""
     if not raw_key:
         return None
     raw_key = raw_key.strip()
+    digest = TraderApiKey.hash_key(raw_key)
+    hit = _KEYS.get(digest)
+    now = time.monotonic()
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    trader = _authenticate_api_key_db(raw_key)
+    if trader is not None:
+        if len(_KEYS) > 10_000:
+            _KEYS.clear()
+        _KEYS[digest] = (now + KEY_CACHE_SECONDS, trader)
+    return trader
+
+
+def _authenticate_api_key_db(raw_key: str) -> Trader | None:
     prefix = TraderApiKey.parse_prefix(raw_key)
     if prefix is None:
         return None

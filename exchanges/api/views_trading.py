@@ -126,9 +126,8 @@ class OrderDetailView(TraderView):
         responses={200: s.ExchangeOrderSchema, **ERRORS},
     )
     def delete(self, request, symbol, order_id):
-        mode = self.mode_param(None)
-        order = self._order(symbol, order_id, mode)
-        return Response(order_json(svc.order_cancel(trader=self.trader, order_id=order.order_id, mode=order.mode)))
+        order = svc.order_cancel(trader=self.trader, order_id=order_id, mode=self.mode_param(None), symbol=symbol)
+        return Response(order_json(order))
 
     @extend_schema(
         tags=TAGS,

@@ -456,16 +456,19 @@ def _persist(run: Run) -> Callable[[], None]:
         elif t is Accepted:
             touched[ev.order_id] = orders[ev.order_id]
 
-    # Ledger accounts of every trader touched, and the fee accounts: locked now, ascending by id.
+    # Every ledger account this command moves: each touched order's hold account, and for trades the
+    # receiving accounts and the fee accounts. Locked now, ascending by id, in one statement (the
+    # ledger's lock order); a single account is locked by the one ledger call that moves it.
     base, quote = market.base_asset, market.quote_asset
-    acct_ids = set()
-    for o in touched.values():
-        acct_ids.add(trader_account(trader_id=o.trader_id, asset=base, mode=mode).pk)
-        acct_ids.add(trader_account(trader_id=o.trader_id, asset=quote, mode=mode).pk)
+    acct_ids = {_hold_account(o, market, mode).pk for o in touched.values()}
+    for ev, taker, maker in trades:
+        buy, sell = (taker, maker) if ev.taker_side == "buy" else (maker, taker)
+        acct_ids.add(trader_account(trader_id=buy.trader_id, asset=base, mode=mode).pk)
+        acct_ids.add(trader_account(trader_id=sell.trader_id, asset=quote, mode=mode).pk)
     if trades:
         acct_ids.add(fee_account(asset=base, mode=mode).pk)
         acct_ids.add(fee_account(asset=quote, mode=mode).pk)
-    if acct_ids:
+    if len(acct_ids) > 1:
         ledger.lock_accounts(acct_ids)
 
     # Holds first (new orders, amends), so every trade below settles against a hold.
@@ -650,28 +653,32 @@ def _persist(run: Run) -> Callable[[], None]:
         for tid in {row.taker_trader_id, row.maker_trader_id}:
             publish.append({"type": "fill", "trader_id": tid, "mode": mode, "fill": fill_json(row, tid)})
     trader_ids = {o.trader_id for o in touched.values()}
-    if trader_ids:
-        for acct in LedgerAccount.objects.filter(
-            owner_type=OwnerType.TRADER,
-            owner_id__in=[str(t) for t in trader_ids],
-            asset__in=[base, quote],
-            mode=mode,
-        ).values("owner_id", "asset", "balance", "held"):
-            publish.append(
-                {
-                    "type": "balance",
-                    "trader_id": int(acct["owner_id"]),
-                    "mode": mode,
-                    "asset": acct["asset"],
-                    "available": acct["balance"] - acct["held"],
-                    "locked": acct["held"],
-                }
-            )
 
     def after_commit() -> None:
+        publish.extend(_balance_events(trader_ids, (base, quote), mode))
         _after_commit(publish, trade_rows, mode)
 
     return lambda: transaction.on_commit(after_commit)
+
+
+def _balance_events(trader_ids: set[int], assets: tuple[str, str], mode: str) -> list[dict]:
+    """Balance events of the touched traders, read after commit (the latest balance, outside the lock)."""
+    if not trader_ids:
+        return []
+    rows = LedgerAccount.objects.filter(
+        owner_type=OwnerType.TRADER, owner_id__in=[str(t) for t in trader_ids], asset__in=list(assets), mode=mode
+    ).values("owner_id", "asset", "balance", "held")
+    return [
+        {
+            "type": "balance",
+            "trader_id": int(r["owner_id"]),
+            "mode": mode,
+            "asset": r["asset"],
+            "available": r["balance"] - r["held"],
+            "locked": r["held"],
+        }
+        for r in rows
+    ]
 
 
 def _fills_of(order_id: str, trades: list) -> bool:

@@ -9,10 +9,11 @@ anything is written, then run one command on the (market, mode) book through
 from __future__ import annotations
 
 import secrets
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 
 from exchanges.book import OrderType as BookOrderType
 from exchanges.book import StpMode
@@ -42,11 +43,29 @@ MAX_DIGITS = 22  # integer digits a price or quantity may have (NUMERIC(30, 8))
 # --- parsing and validation (pure, before any lock) ------------------------------------------------------
 
 
+#: Markets are read on every request; each process keeps them this long (a console change to a
+#: market, e.g. a halt, reaches every process within this time).
+MARKET_CACHE_SECONDS = 2.0
+_MARKETS: dict[str, tuple[float, Market | None]] = {}
+
+
+def markets_cache_clear() -> None:
+    _MARKETS.clear()
+
+
 def market_get(*, symbol: Any) -> Market:
     """The market of ``symbol`` (any case); 404 ``invalid_symbol`` when there is none."""
     if not isinstance(symbol, str) or not symbol or len(symbol) > 32:
         raise ExchangeError(Codes.INVALID_SYMBOL, f"unknown symbol {symbol!r}", status=404, parameter="symbol")
-    market = Market.objects.filter(symbol=symbol.lower()).first()
+    key = symbol.lower()
+    now = time.monotonic()
+    hit = _MARKETS.get(key)
+    if hit is not None and hit[0] > now:
+        market = hit[1]
+    else:
+        market = Market.objects.filter(symbol=key).first()
+        if not connection.in_atomic_block:
+            _MARKETS[key] = (now + MARKET_CACHE_SECONDS, market)
     if market is None or market.status == MarketStatus.CLOSED:
         raise ExchangeError(Codes.INVALID_SYMBOL, f"unknown symbol {symbol!r}", status=404, parameter="symbol")
     return market
@@ -131,6 +150,14 @@ def _int_param(value: Any, *, name: str, code: str) -> int:
     if n <= 0 or n > 2**62:
         raise ExchangeError(code, f"{name} must be a positive integer", parameter=name)
     return n
+
+
+def _funds_check(account, asset: str, need: Decimal) -> None:
+    have = available(account)
+    if have < need:
+        raise ExchangeError(
+            Codes.INSUFFICIENT_BALANCE, f"insufficient {asset} balance: available {_s(have)}, required {_s(need)}"
+        )
 
 
 def _new_order_id() -> str:
@@ -244,25 +271,28 @@ def order_place(
     for asset in (market.base_asset, market.quote_asset):  # exist (committed) before the book is locked
         trader_account(trader_id=trader.pk, asset=asset, mode=mode)
 
+    # The funds check: before the book is locked when the amount is known now (a non-locking read;
+    # the hold itself is placed under the account lock after matching, which has the last word).
+    if side == "sell":
+        known_need = qty
+    elif limit is not None:
+        known_need = qty * limit
+    elif type == "stop_market":
+        known_need = qty * market.max_price
+    else:
+        known_need = None  # a market buy: known only from the book
+    if known_need is not None:
+        _funds_check(hold_account, hold_asset, known_need)
+
     def command(run: Run) -> ExchangeOrder:
         inst = run.instrument
-        if side == "sell":
-            need = qty
-        elif limit is not None:
-            need = qty * limit
-        elif type == "market":
+        need = known_need
+        if need is None:
             asks = run.book.depth().asks
             if not asks:
                 refuse(run.book.submit(order_id, trader.pk, side, type, inst.to_lots(qty)))
             need = qty * inst.price(asks[-1][0])  # every fill is at a resting ask price, at most the highest
-        else:  # stop_market buy on a capped market
-            need = qty * market.max_price
-        have = available(hold_account)
-        if have < need:
-            raise ExchangeError(
-                Codes.INSUFFICIENT_BALANCE,
-                f"insufficient {hold_asset} balance: available {_s(have)}, required {_s(need)}",
-            )
+            _funds_check(hold_account, hold_asset, need)
         events = inst.submit(
             run.book,
             order_id=order_id,
@@ -325,11 +355,18 @@ def _order_for(trader: Trader, order_id: Any, mode: str | None) -> ExchangeOrder
     return order
 
 
-def order_cancel(*, trader: Trader, order_id: str, mode: str = "live") -> ExchangeOrder:
+def order_cancel(
+    *, trader: Trader, order_id: str, mode: str | None = "live", symbol: str | None = None
+) -> ExchangeOrder:
     """Cancel one live order of ``trader``; its hold is released. 404 ``unknown_order`` for an order of
-    another trader or another mode, 409 ``order_not_open`` for an order already done."""
-    mode = mode_check(mode)
+    another trader, another mode (``mode=None``: either) or another pair (``symbol``), 409
+    ``order_not_open`` for an order already done."""
+    if mode is not None:
+        mode = mode_check(mode)
     order = _order_for(trader, order_id, mode)
+    if symbol is not None and order.market.symbol != symbol.lower():
+        raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+    mode = order.mode
     if order.status not in LIVE_STATUSES:
         raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {order_id} is {order.status}", status=409)
 

@@ -7,9 +7,11 @@ from decimal import Decimal
 
 import pytest
 
+from exchanges.api.authentication import api_key_cache_clear
 from exchanges.services import fees as fee_service
 from exchanges.services import matching
 from exchanges.services.markets import market_upsert
+from exchanges.services.orders import markets_cache_clear
 from exchanges.services.traders import trader_fund, trader_get_or_create
 
 _keys = itertools.count()
@@ -21,10 +23,14 @@ def _fresh_exchange_caches():
     matching.local_books_clear()
     matching.accounts_cache_clear()
     fee_service.tiers_reset()
+    markets_cache_clear()
+    api_key_cache_clear()
     yield
     matching.local_books_clear()
     matching.accounts_cache_clear()
     fee_service.tiers_reset()
+    markets_cache_clear()
+    api_key_cache_clear()
 
 
 def make_market(symbol="vaix", **kw):
