@@ -75,6 +75,14 @@ class BrokerAdmin(BrokerScopedAdmin):
     def balance(self, obj):
         return obj._balance
 
+    @admin.display(description="")
+    def fund_link(self, obj):
+        return format_html('<a class="button" href="{}">Fund</a>', reverse("admin:brokers_broker_fund", args=[obj.pk]))
+
+    def get_list_display(self, request):
+        shown = list(super().get_list_display(request))
+        return shown if staff_broker(request) is not None else [*shown, "fund_link"]
+
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = BrokerAddForm
@@ -88,6 +96,41 @@ class BrokerAdmin(BrokerScopedAdmin):
         if obj is None:
             return ()
         return (*self.readonly_fields, "name", "parent")
+
+    def get_urls(self):
+        return [
+            path("<uuid:pk>/fund/", self.admin_site.admin_view(self.fund_view), name="brokers_broker_fund"),
+            *super().get_urls(),
+        ]
+
+    def fund_view(self, request, pk):
+        """Platform staff credit a broker with DCT from the outside world (a ``funding`` transfer)."""
+        if staff_broker(request) is not None or not (
+            request.user.is_superuser or request.user.has_perm("brokers.add_transfer")
+        ):
+            raise PermissionDenied
+        broker = self.get_queryset(request).filter(pk=pk).first()
+        if broker is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, str(pk))
+        form = DepositForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            broker_services.broker_fund(
+                broker=broker,
+                amount=form.cleaned_data["amount"],
+                idempotency_key=request.POST.get("idempotency_key") or f"console:{uuid.uuid4()}",
+                actor=_actor(request),
+                memo=form.cleaned_data["memo"],
+            )
+            self.message_user(request, f"Credited {form.cleaned_data['amount']} DCT to {broker}.")
+            return HttpResponseRedirect(reverse("admin:brokers_broker_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Fund {broker} (platform credit)",
+            "form": form,
+            "idempotency_key": uuid.uuid4(),
+        }
+        return TemplateResponse(request, "admin/brokers/form.html", context)
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -204,7 +247,7 @@ class BrokerApiKeyAdmin(BrokerScopedAdmin):
 
 
 class DepositForm(forms.Form):
-    amount = forms.CharField(help_text="DCT, at most 8 decimal places; from the client's broker's balance")
+    amount = forms.CharField(help_text="DCT, at most 8 decimal places")
     memo = forms.CharField(max_length=255, required=False)
 
     def clean_amount(self):

@@ -223,3 +223,15 @@ def test_platform_staff_add_broker_staff_through_the_service(two_worlds):
     assert newbie.is_staff and newbie.broker_staff.broker_id == acme["sub"].pk
     body = login("newbie").get(reverse("admin:brokers_brokerclient_changelist")).content.decode()
     assert "acme-subuser" in body and "acme-user" not in body  # the sub-broker's subtree only
+
+
+def test_only_platform_staff_fund_a_broker_from_the_console(two_worlds):
+    acme, _zeta = two_worlds
+    url = reverse("admin:brokers_broker_fund", args=[acme["broker"].pk])
+    before = balance(acme["broker"].account)[0]
+    assert login(acme["staff"].user.username).post(url, {"amount": "5"}).status_code == 403
+    get_user_model().objects.create_superuser(username="root", password="pw-123456789")
+    root = login("root")
+    assert root.post(url, {"amount": "5", "idempotency_key": "console:f1"}).status_code == 302
+    assert root.post(url, {"amount": "5", "idempotency_key": "console:f1"}).status_code == 302  # a resubmit
+    assert balance(acme["broker"].account)[0] == before + D("5")
