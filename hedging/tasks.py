@@ -11,12 +11,25 @@ from __future__ import annotations
 import random
 
 from celery import shared_task
+from django.db import OperationalError
 
 from .choices import BetStatus
 from .services import hedge_fill, hedge_pending_ids
 
 
-@shared_task(name="hedging.hedge_fill", bind=True, acks_late=True, ignore_result=True, max_retries=10)
+@shared_task(
+    name="hedging.hedge_fill",
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    max_retries=10,
+    # the database unreachable for a moment (restart, connection limit): retry with backoff; the
+    # bet row and the key make a rerun harmless, and the sweep is the backstop
+    autoretry_for=(OperationalError,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
 def hedge_fill_task(self, fill_id: int) -> str | None:
     bet = hedge_fill(fill_id=fill_id)
     if bet is None:
