@@ -12,7 +12,9 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 
-from .choices import AMOUNT_DIGITS, AMOUNT_PLACES, HoldStatus, Mode
+from .choices import AMOUNT_DIGITS, AMOUNT_PLACES, QUANTUM, HoldStatus, Mode
+
+HALF_QUANTUM = QUANTUM / 2
 
 
 def _amount(**kwargs) -> models.DecimalField:
@@ -109,8 +111,13 @@ class Hold(models.Model):
             models.CheckConstraint(
                 condition=Q(remaining__gte=0, captured__gte=0, released__gte=0), name="ledger_hold_parts_nonneg"
             ),
+            # Within half a quantum rather than "=": SQLite (the embedded default) evaluates this in floating
+            # point, where 0.0005 + 0.0175 != 0.018. Amounts are multiples of 10^-8, so on PostgreSQL (NUMERIC)
+            # this is exactly equality.
             models.CheckConstraint(
-                condition=Q(amount=F("remaining") + F("captured") + F("released")), name="ledger_hold_parts_sum"
+                condition=Q(amount__gte=F("remaining") + F("captured") + F("released") - HALF_QUANTUM)
+                & Q(amount__lte=F("remaining") + F("captured") + F("released") + HALF_QUANTUM),
+                name="ledger_hold_parts_sum",
             ),
         ]
 

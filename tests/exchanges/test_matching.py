@@ -213,3 +213,13 @@ def test_cancel_all_for_a_symbol(market, alice):
     cancelled = orders_cancel_all(trader=alice, symbol="vaix")
     assert len(cancelled) == 3
     assert bal(alice)["USDC"] == (D("1000"), D("0"))
+
+
+def test_a_buy_filled_below_its_limit_settles_on_sqlite_too(market, alice, bob):
+    """0.0175 captured + 0.0005 left of a 0.018 hold: the ledger's parts-sum check must hold on SQLite,
+    which compares in floating point (0.0005 + 0.0175 != 0.018 as floats)."""
+    order_place(trader=alice, symbol="vaix", side="sell", type="limit", quantity=D("5"), price=D("0.0035"))
+    buy = order_place(trader=bob, symbol="vaix", side="buy", type="limit", quantity=D("5"), price=D("0.0036"))
+    assert buy.status == "filled"
+    assert bal(bob)["USDC"] == (D("1000") - D("0.0175"), D("0"))
+    call_command("ledger_check", stdout=open("/dev/null", "w"))
