@@ -353,6 +353,7 @@ def withdrawal_start_processing(*, withdrawal_id) -> Withdrawal:
     w.save(update_fields=["status", "updated_at"])
     _record(w, from_status=S.PENDING, broker=None, actor="platform")
     events.emit_withdrawal(w)
+    w.changed_now = True
     return w
 
 
@@ -381,11 +382,14 @@ def withdrawal_platform_pay(*, withdrawal_id) -> Withdrawal:
     _record(w, from_status=S.PROCESSING, broker=None, actor="platform")
     events.emit_withdrawal(w)
     events.emit_transfer(t)
+    w.changed_now = True  # this call made the transition (a concurrent run's call returns it unchanged)
     return w
 
 
 def withdrawals_advance(*, now=None, limit: int = 500) -> dict[str, int]:
     """Move every due ``pending`` withdrawal to ``processing`` and pay every ``processing`` one.
+
+    Returns how many this run moved and paid (withdrawals another run handled meanwhile are not counted).
 
     Each withdrawal in its own transaction, so one failure does not hold up the rest. Safe to run
     concurrently and twice (each step re-checks the state under the row lock).
@@ -396,15 +400,17 @@ def withdrawals_advance(*, now=None, limit: int = 500) -> dict[str, int]:
         .order_by("cooling_ends_at")
         .values_list("pk", flat=True)[:limit]
     )
+    started = 0
     for pk in due:
-        withdrawal_start_processing(withdrawal_id=pk)
+        if getattr(withdrawal_start_processing(withdrawal_id=pk), "changed_now", False):
+            started += 1
     paying = Withdrawal.objects.filter(status=S.PROCESSING).order_by("updated_at").values_list("pk", flat=True)
     paying = list(paying[:limit])
     paid = 0
     for pk in paying:
-        if withdrawal_platform_pay(withdrawal_id=pk).status == S.COMPLETED:
+        if getattr(withdrawal_platform_pay(withdrawal_id=pk), "changed_now", False):
             paid += 1
-    return {"processing": len(due), "completed": paid}
+    return {"processing": started, "completed": paid}
 
 
 def withdrawal_row(w: Withdrawal) -> dict:

@@ -406,3 +406,20 @@ def test_complete_for_a_lock_that_was_released_and_taken_again_credits_nobody():
     with pytest.raises(Conflict):
         services.withdrawal_broker_complete(withdrawal_id=w.pk, tx_hash="0x9", locked_at=seen_at, locked_by_id=seen_by)
     assert money() == before
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_beat_runs_pay_each_due_withdrawal_once():
+    *_, _sub_key, _rival, _rk, client = setup_tree()
+    due = [request(client, "10") for _ in range(5)]
+    for w in due:
+        expire_cooling(w)
+    results = run_in_parallel(*[services.withdrawals_advance for _ in range(4)])
+    assert all(isinstance(r, dict) for r in results), results
+    assert sum(r["completed"] for r in results) == 5  # between them, each paid once
+    assert sum(r["processing"] for r in results) == 5
+    assert set(Withdrawal.objects.values_list("status", flat=True)) == {"completed"}
+    assert Transfer.objects.filter(kind="payout").count() == 5
+    assert balance(client.account) == (D("50"), D("0"))
+    assert ledger_violations() == []
