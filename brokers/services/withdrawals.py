@@ -30,13 +30,13 @@ from django.utils import timezone
 from brokers import conf
 from brokers.amounts import withdrawal_fee
 from brokers.choices import TransferKind, WithdrawalStatus
-from brokers.errors import BadRequest, Conflict, Forbidden, NotFound
+from brokers.errors import BadRequest, BrokerError, Conflict, Forbidden, NotFound
 from brokers.models import Broker, BrokerClient, Transfer, Withdrawal, WithdrawalEvent
 from brokers.services import events
 from brokers.services.brokers import validate_wallet
 from exchanges.ledger import services as ledger
 from exchanges.ledger.choices import Mode
-from exchanges.ledger.exceptions import InsufficientFunds
+from exchanges.ledger.exceptions import InsufficientFunds, LedgerError
 
 logger = logging.getLogger(__name__)
 
@@ -400,17 +400,19 @@ def withdrawals_advance(*, now=None, limit: int = 500) -> dict[str, int]:
         .order_by("cooling_ends_at")
         .values_list("pk", flat=True)[:limit]
     )
-    started = 0
-    for pk in due:
-        if getattr(withdrawal_start_processing(withdrawal_id=pk), "changed_now", False):
-            started += 1
+    started = sum(_step(withdrawal_start_processing, pk) for pk in due)
     paying = Withdrawal.objects.filter(status=S.PROCESSING).order_by("updated_at").values_list("pk", flat=True)
-    paying = list(paying[:limit])
-    paid = 0
-    for pk in paying:
-        if getattr(withdrawal_platform_pay(withdrawal_id=pk), "changed_now", False):
-            paid += 1
+    paid = sum(_step(withdrawal_platform_pay, pk) for pk in list(paying[:limit]))
     return {"processing": started, "completed": paid}
+
+
+def _step(fn, pk) -> bool:
+    """Run one transition; a refusal is logged and skipped (the next run tries again), never fatal to the batch."""
+    try:
+        return bool(getattr(fn(withdrawal_id=pk), "changed_now", False))
+    except (BrokerError, LedgerError):
+        logger.exception("withdrawal %s: %s refused", pk, fn.__name__)
+        return False
 
 
 def withdrawal_row(w: Withdrawal) -> dict:
