@@ -114,7 +114,7 @@
         $("book").innerHTML = asks.map((l) => lvl(l, "ask")).join("") + bids.map((l) => lvl(l, "bid")).join("");
         if (this.token) {
           const bal = await this.call("GET", `/${this.symbol}/balance`);
-          $("bal").textContent = JSON.stringify(bal.balances || bal);
+          $("bal").textContent = (bal.balances || []).map((b) => `${b.asset} ${b.available} / ${b.total}`).join("  ·  ");
           const open = await this.call("GET", `/${this.symbol}/orders/open`);
           const orders = open.orders || open.data || [];
           $("open").innerHTML = orders.map((o) => `<tr><td class="${o.side === "buy" ? "bid" : "ask"}">${o.side}</td><td>${o.price}</td><td>${o.quantity}</td><td><button data-id="${o.order_id}">×</button></td></tr>`).join("");
@@ -127,7 +127,7 @@
     async place() {
       const $ = (id) => this.root.getElementById(id);
       try {
-        await this.call("POST", `/${this.symbol}/orders`, { side: $("side").value, type: "limit", price: $("price").value, quantity: $("qty").value });
+        await this.call("POST", `/${this.symbol}/orders`, { side: $("side").value, order_type: "limit", price: $("price").value, quantity: $("qty").value });
         this.refresh();
       } catch (e) { this.error(String(e.message || e)); }
     }
