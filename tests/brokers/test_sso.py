@@ -178,3 +178,16 @@ def test_a_token_with_a_jti_is_single_use(tenant):
     r = sso_get(t)
     assert r.status_code == 401 and "already used" in r.json()["error"]
     assert sso_post(token({"jti": "abc-2"})).status_code == 200
+
+
+def test_the_widget_script_parses():
+    import shutil
+    import subprocess
+
+    from django.contrib.staticfiles import finders
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    result = subprocess.run([node, "--check", finders.find("brokers/widget.js")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
