@@ -85,6 +85,12 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     _db.setdefault("OPTIONS", {})["options"] = env.str("PGOPTIONS", default="-c jit=off")
     # Parallel test runs (several developers on one machine) need distinct test databases.
     _db.setdefault("TEST", {})["NAME"] = "test_mmsite" + env.str("TEST_DB_SUFFIX", default="")
+    # DB_POOL=N: a psycopg connection pool of up to N per process (daphne runs each request in its own
+    # thread, so CONN_MAX_AGE keeps one connection per finished thread open until garbage collection and
+    # exhausts max_connections under load; a pool shares a few across threads). Off by default.
+    if env.int("DB_POOL", default=0) > 0:
+        _db["CONN_MAX_AGE"] = 0
+        _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": env.int("DB_POOL"), "timeout": 10}
 else:
     _db.setdefault("OPTIONS", {})["timeout"] = 20
     # The embedded loop (bin/run) writes from several threads: take the write lock at BEGIN (a
