@@ -8,6 +8,9 @@ import uuid
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -28,6 +31,19 @@ def validate_wallet(address: str, *, field: str = "wallet_address") -> str:
     if address and not WALLET_RE.match(address):
         raise BadRequest(f"{field} must be a 0x-prefixed 40-hex-digit address")
     return address
+
+
+def validate_url(url: str, *, field: str = "logout_redirect_url") -> str:
+    url = (url or "").strip()
+    if not url:
+        return ""
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError as exc:
+        raise BadRequest(f"{field} must be an http(s) URL") from exc
+    if len(url) > 500:
+        raise BadRequest(f"{field}: at most 500 characters")
+    return url
 
 
 def _new_short() -> str:
@@ -62,6 +78,7 @@ def broker_create(
         if tenant_code and not TENANT_CODE_RE.match(tenant_code):
             raise BadRequest("tenant_code: letters, digits, '_', '.', '-' (at most 64)")
     wallet_address = validate_wallet(wallet_address)
+    logout_redirect_url = validate_url(logout_redirect_url)
     if Broker.objects.filter(name=name).exists():
         raise Conflict(f"Broker already exists: name={name}")
     if tenant_code and Broker.objects.filter(tenant_code=tenant_code).exists():
@@ -123,7 +140,7 @@ def broker_update(
         broker.wallet_address = validate_wallet(wallet_address)
         fields.append("wallet_address")
     if logout_redirect_url is not None:
-        broker.logout_redirect_url = logout_redirect_url
+        broker.logout_redirect_url = validate_url(logout_redirect_url)
         fields.append("logout_redirect_url")
     if fields:
         broker.save(update_fields=[*fields, "updated_at"])
@@ -193,6 +210,10 @@ def sub_broker_create(
         if not password or len(password) < 8:
             raise BadRequest("password: at least 8 characters are required with a username")
         User = get_user_model()
+        try:
+            UnicodeUsernameValidator()(username)
+        except ValidationError as exc:
+            raise BadRequest("username: letters, digits and @/./+/-/_ only") from exc
         if User.objects.filter(username=username).exists():
             raise Conflict(f"username already taken: {username}")
         user = User.objects.create_user(username=username, email=email, password=password)

@@ -329,3 +329,20 @@ def test_rate_limit_per_broker_answers_429_with_retry_after(acme, settings):
     assert codes == [200, 200, 200, 429]
     r = api.get(B + "/balance")
     assert r.status_code == 429 and "Retry-After" in r and set(r.json()) == {"error"}
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ({"name": "x1", "logout_redirect_url": "javascript:alert(1)"}, "logout_redirect_url"),
+        ({"name": "x2", "wallet_address": "0x12"}, "wallet_address"),
+        ({"name": "x3", "username": "a b", "password": "long-enough-1"}, "username"),
+        ({"name": "x4", "username": "ok-user", "password": "short"}, "password"),
+        ({"name": 5}, "name must be a string"),
+    ],
+)
+def test_bad_sub_broker_requests_answer_400_and_create_nothing(acme, body, needle):
+    _broker, api = acme
+    r = api.post(B + "/sub-brokers", body, format="json")
+    assert r.status_code == 400 and needle in r.json()["error"], r.content
+    assert Broker.objects.count() == 1
