@@ -208,7 +208,7 @@ def main() -> None:
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mmsite.asgi:application"],
         cwd=ROOT,
         env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
+        stdout=open(os.environ.get("BENCH_DAPHNE_LOG", os.devnull), "w"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )
     procs: list[mp.Process] = []

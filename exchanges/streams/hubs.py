@@ -34,6 +34,8 @@ from .publish import book_group, markets_group
 
 log = logging.getLogger(__name__)
 
+#: Sockets served between two yields to the event loop during a fan-out.
+FAN_OUT_CHUNK = 100
 #: Redis drops group members after ``group_expiry`` (a day by default): re-join well before.
 GROUP_REJOIN_SECONDS = 3600.0
 
@@ -91,7 +93,11 @@ class Hub:
                 log.exception("stream hub %s: receive failed", self.group)
                 await asyncio.sleep(0.5)
                 continue
-            self.on_event(message)
+            try:
+                self.on_event(message)
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                log.exception("stream hub %s: bad message %r", self.group, message.get("type"))
+                continue
             self._kick()
 
     async def _rejoin(self) -> None:
@@ -127,13 +133,23 @@ class Hub:
                 await self.fan_out(texts)
 
     async def fan_out(self, texts: list[str]) -> None:
-        for sub in list(self.subscribers):
-            for text in texts:
-                try:
-                    await sub.send(text_data=text)
-                except Exception:  # noqa: BLE001 - one broken socket must not starve the others
-                    log.debug("stream hub %s: send to a closing socket failed", self.group)
-                    break
+        """Hand every text to every local subscriber. The ASGI ``send`` of each socket is called
+        directly (one message dict per text, shared by all sockets), and the loop yields every
+        ``FAN_OUT_CHUNK`` sockets so the server starts writing to the first sockets while it queues
+        to the rest."""
+        messages = [{"type": "websocket.send", "text": text} for text in texts]
+        for n, sub in enumerate(list(self.subscribers), 1):
+            send = getattr(sub, "base_send", None)
+            try:
+                for message in messages:
+                    if send is not None:
+                        await send(message)
+                    else:
+                        await sub.send(text_data=message["text"])
+            except Exception:  # noqa: BLE001 - one broken socket must not starve the others
+                log.debug("stream hub %s: send to a closing socket failed", self.group)
+            if n % FAN_OUT_CHUNK == 0:
+                await asyncio.sleep(0)
 
     async def compute(self) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
