@@ -238,6 +238,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--cross", type=float, default=0.0, help="share of orders that cross the book and trade")
     ap.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
+    ap.add_argument("--pool", type=int, default=4, help="DB_POOL per server process (0: CONN_MAX_AGE as in base)")
     args = ap.parse_args()
 
     ensure_database(args.pg, DB_NAME, args.fresh)
@@ -247,6 +248,8 @@ def main() -> None:
     env.update(
         REDIS_CACHE_DB=str(args.redis_db), REDIS_CELERY_DB=str(args.redis_db), REDIS_CHANNELS_DB=str(args.redis_db)
     )
+    if args.pool:
+        env["DB_POOL"] = str(args.pool)
     keys = prepare(env, args.clients)
     servers = start_servers(env, args.servers)
     try:
@@ -264,7 +267,7 @@ def main() -> None:
     all_ops = lat["place"] + lat["cancel"]
     print(
         f"\nexchange API: {args.servers} daphne process(es), {args.clients} clients, {elapsed:.1f} s, "
-        f"cross {args.cross:.0%}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"cross {args.cross:.0%}, DB_POOL {args.pool}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(f"{'figure':44} {'measured':>12} {'target':>12}")
     print(f"{'orders placed per second':44} {placed / elapsed:12.0f} {TARGET_ORDERS_PER_S:12.0f}")
