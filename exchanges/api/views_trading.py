@@ -365,3 +365,27 @@ class MyFeesView(TraderView):
                 "next_tier_volume": dec(nxt.min_volume_30d) if nxt else None,
             }
         )
+
+
+class ClobAmendView(TraderView):
+    """``PATCH /api/v1/clob/orders/{order_id}``: the path the seed's SDK (``clob.amend_order``) uses."""
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Amend an order by id (the SDK's path; same as PATCH /{symbol}/orders/{order_id})",
+        parameters=[ORDER_ID],
+        request=s.ExchangeAmendRequest,
+        responses={200: s.ExchangeOrderSchema, **ERRORS},
+    )
+    def patch(self, request, order_id):
+        body = self.body()
+        unknown = set(body) - {"price", "quantity", "mode"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ExchangeError(Codes.INVALID_PARAMETER, f"unknown field {name!r}", parameter=name)
+        order = svc._order_for(self.trader, order_id, None)
+        orders_throttle(trader=self.trader, symbol=order.market.symbol, count=1)
+        amended = svc.order_amend(
+            trader=self.trader, order_id=order.order_id, price=body.get("price"), quantity=body.get("quantity")
+        )
+        return Response(order_json(amended))

@@ -236,3 +236,13 @@ def test_jwt_algorithm_is_pinned_and_exp_required(market, alice, settings):
     from datetime import timedelta
 
     assert authenticate_jwt(issue_jwt(alice, ttl=timedelta(seconds=-1))) is None
+
+
+def test_the_sdks_amend_path(market, alice, bob):
+    a = client_for(alice)
+    oid = a.post(f"{BASE}/vaix/orders", {"side": "buy", "quantity": "100", "price": "0.003"}, format="json").json()[
+        "order_id"
+    ]
+    r = a.patch(f"/api/v1/clob/orders/{oid}", {"quantity": "60"}, format="json")
+    assert r.status_code == 200 and r.json()["quantity"] == "60" and r.json()["price"] == "0.003"
+    assert client_for(bob).patch(f"/api/v1/clob/orders/{oid}", {"quantity": "50"}, format="json").status_code == 404
