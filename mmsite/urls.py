@@ -14,5 +14,6 @@ urlpatterns = [
     # the house exchange: /api/v1/exchange/… and the traders' login /auth/… (before the MM API's /api/v1/)
     path("api/v1/exchange/", include("exchanges.api.urls")),
     path("auth/", include("exchanges.api.auth_urls")),
+    path("api/v1/clob/", include("exchanges.api.clob_urls")),
     path("api/v1/", include("trading.api.urls")),
 ]
