@@ -246,3 +246,20 @@ def test_the_sdks_amend_path(market, alice, bob):
     r = a.patch(f"/api/v1/clob/orders/{oid}", {"quantity": "60"}, format="json")
     assert r.status_code == 200 and r.json()["quantity"] == "60" and r.json()["price"] == "0.003"
     assert client_for(bob).patch(f"/api/v1/clob/orders/{oid}", {"quantity": "50"}, format="json").status_code == 404
+
+
+def test_hybrid_book_merges_configured_depth_sources_and_says_so_per_level(market, alice):
+    market.depth_sources = [
+        {"venue": "uniswap", "chain": "base", "levels": [["sell", "0.004", "500"], ["buy", "0.002", "700"]]}
+    ]
+    market.save()
+    client_for(alice).post(f"{BASE}/vaix/orders", {"side": "sell", "quantity": "100", "price": "0.004"}, format="json")
+    body = APIClient().get(f"{BASE}/vaix/book/hybrid?depth=30").json()
+    assert body["amm_configured"] is True and body["sources"] == ["CLOB", "uniswap"]
+    assert body["asks"] == [
+        {"price": "0.004", "size": "600", "clob_size": "100", "amm_size": "500", "source": "clob+amm"}
+    ]
+    assert body["bids"][0]["source"] == "amm"
+    assert APIClient().get(f"{BASE}/vaix/book?depth=30").json()["asks"] == [["0.004", "100"]]
+    venues = APIClient().get(f"{BASE}/vaix/venues").json()["venues"]
+    assert [v["venue"] for v in venues] == ["CLOB", "uniswap"]
