@@ -183,3 +183,26 @@ def test_a_feed_disconnect_soft_pauses_within_the_threshold_then_resubscribe_res
     assert events == [(ControlAction.SOFT_PAUSE,), (ControlAction.SOFT_RESUME,)]
     assert feed.runner.client.metrics.snapshots == 0  # resumed, not re-snapshotted
     assert Order.objects.filter(account=account).open().count() == 1
+
+
+async def test_the_live_loops_channel_layer_delivers_sends_from_worker_threads_on_the_servers_loop():
+    from trading.management.commands.run_live import LoopSafeInMemoryChannelLayer
+
+    layer = LoopSafeInMemoryChannelLayer()
+    loop = asyncio.get_running_loop()
+    LoopSafeInMemoryChannelLayer.home_loop = loop
+    loop.set_debug(True)  # asyncio then refuses a waiter woken from another thread, as it should
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add("mm.client.1", channel)
+        waiting = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(0)
+
+        def from_a_worker_thread() -> None:  # what async_to_sync does in a thread: its own event loop
+            asyncio.run(layer.group_send("mm.client.1", {"type": "mm.event", "n": 1}))
+
+        await asyncio.get_running_loop().run_in_executor(None, from_a_worker_thread)
+        assert await asyncio.wait_for(waiting, 2) == {"type": "mm.event", "n": 1}
+    finally:
+        loop.set_debug(False)
+        LoopSafeInMemoryChannelLayer.home_loop = None
