@@ -265,9 +265,26 @@ class BrokerClientAdmin(BrokerScopedAdmin):
     search_fields = ("user_id", "trader__user__username", "email")
     readonly_fields = ("broker", "trader", "account", "user_id", "email", "wallet_address", "created_at")
     list_select_related = ("broker", "trader__user", "account")
+    actions = ["upgrade_to_broker"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.action(description="Upgrade selected clients to broker (parent: their service broker)")
+    def upgrade_to_broker(self, request, queryset) -> None:
+        if staff_broker(request) is None and not request.user.is_superuser:
+            raise PermissionDenied
+        done = 0
+        for client in queryset:  # already scoped to the caller's subtree
+            try:
+                broker = broker_services.client_upgrade_to_broker(client=client)
+            except BrokerError as exc:
+                self.message_user(request, f"{client.user_id}: {exc.message}", messages.ERROR)
+            else:
+                done += 1
+                self.message_user(request, f"{client.user_id} is now broker {broker} under {broker.parent}.")
+        if done:
+            self.message_user(request, f"Upgraded {done} client(s).", messages.SUCCESS)
 
     @admin.display(description="username")
     def username(self, obj):

@@ -235,3 +235,14 @@ def test_only_platform_staff_fund_a_broker_from_the_console(two_worlds):
     assert root.post(url, {"amount": "5", "idempotency_key": "console:f1"}).status_code == 302
     assert root.post(url, {"amount": "5", "idempotency_key": "console:f1"}).status_code == 302  # a resubmit
     assert balance(acme["broker"].account)[0] == before + D("5")
+
+
+def test_an_ancestor_upgrading_a_sub_brokers_client_keeps_the_service_broker_as_parent(two_worlds):
+    acme, zeta = two_worlds
+    c = login(acme["staff"].user.username)  # staff of acme, above acme-sub
+    changelist = reverse("admin:brokers_brokerclient_changelist")
+    c.post(changelist, {"action": "upgrade_to_broker", "_selected_action": [acme["sub_client"].pk, zeta["client"].pk]})
+    upgraded = acme["sub_client"].upgraded_to
+    assert upgraded.parent_id == acme["sub"].pk  # the original service broker, not the caller's
+    assert upgraded.account_id == acme["sub_client"].account_id
+    assert not hasattr(BrokerClient.objects.get(pk=zeta["client"].pk), "upgraded_to")  # out of scope: untouched
