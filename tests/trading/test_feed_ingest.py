@@ -347,3 +347,11 @@ def test_accounts_without_quote_all_or_a_rule_get_no_market(db):
     assert ingest.handle(odds_frame(prices={101: 1.808})) == []
     assert not OutcomeMarket.objects.exists()
     assert not Order.objects.filter(account=account).exists()
+
+
+def test_prices_of_a_finished_fixture_are_forgotten(sim_client, feed):
+    feed.handle(fixture_frame())
+    feed.handle(odds_frame(prices={101: 1.808, 102: 3.6}))
+    assert len(feed.latest) == 2
+    feed.handle(fixture_frame(status_id=2, status_name="Finished"))
+    assert feed.latest == {}

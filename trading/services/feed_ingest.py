@@ -326,6 +326,8 @@ class FeedIngest:
             self._fixture_gen[frame.fixture_id] += 1
             if fixture is not None:
                 self._fixture_pk[fixture.fixture_id] = fixture.pk
+                if fixture.status in FINAL_STATUSES:
+                    self._forget_fixture(fixture.fixture_id)
             return []
         if isinstance(frame, ScoreUpdate):
             self.counters["scores_frames"] += 1
@@ -336,6 +338,15 @@ class FeedIngest:
         elif isinstance(frame, ResumeComplete):
             self.counters["resume_complete"] += 1
         return []
+
+    def _forget_fixture(self, fixture_id: str) -> None:
+        """A fixture that is over needs none of its prices any more (a long-running or looping feed
+        would otherwise keep every price it ever saw)."""
+        prefix = fixture_id + ":"
+        for odds_id in [k for k in self.latest if k.startswith(prefix)]:
+            del self.latest[odds_id]
+            self.blocked.discard(odds_id)
+            self._parked.pop(odds_id, None)
 
     # --- odds -------------------------------------------------------------------------------------------
     def _hedge_bookmakers(self) -> frozenset[str]:
