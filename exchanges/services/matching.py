@@ -356,7 +356,9 @@ def run_on_book(*, market: Market, mode: str, command: Callable[[Run], Any]) -> 
             run.expire()
             result = command(run)
             if run.dirty:
-                after.append(_persist(run))
+                # Any error rolls back this whole transaction, so the ledger needs no savepoints of its own.
+                with ledger.savepoints_off():
+                    after.append(_persist(run))
             if isinstance(result, Later):
                 result = result.fn()
     except BaseException:
