@@ -392,3 +392,15 @@ async def test_bbo_hub_reads_the_book_again_when_a_delta_is_lost(traders):
     assert hub.snapshots_read > reads_before
     assert got[-1]["best_bid"] == "0.0031" and got[-1]["best_bid_size"] == "5"  # the database's truth
     await c.disconnect()
+
+
+@override_settings(EXCHANGE_WS_AUTH_RECHECK_SECONDS=0)
+async def test_private_stream_closes_when_its_token_expires(traders):
+    alice, _ = traders
+    token = await database_sync_to_async(issue_jwt)(alice, ttl=dt.timedelta(seconds=1))
+    c = await connect(f"/ws/exchange/private?token={token}")
+    await asyncio.sleep(1.2)
+    await place(trader=alice, symbol="vaix", side="buy", type="limit", quantity=D("5"), price=D("0.001"))
+    err = await recv(c)
+    assert err["type"] == "error" and err["error"]["code"] == "unauthorized"
+    assert await c.receive_output(timeout=2) == {"type": "websocket.close", "code": consumers.CLOSE_UNAUTHORIZED}
