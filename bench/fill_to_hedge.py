@@ -23,7 +23,8 @@ Reported: p50 / p90 / p99 / max of t1 - t0 (target p99 < 50 ms), and of the part
 
 Run:  .venv/bin/python bench/fill_to_hedge.py [--fills 1000] [--rate 100] [--concurrency 2]
       [--server postgres://postgres@127.0.0.1:5432] [--redis redis://127.0.0.1:6379]
-Not a test; not timed in CI. Needs PostgreSQL and Redis; uses Redis databases 12-14.
+Not a test; not timed in CI. Needs PostgreSQL and Redis; uses (and flushes) Redis database
+``--redis-db`` (default 11) for the broker, the cache and the channel layer, each under its prefix.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument("--redis", default="redis://127.0.0.1:6379")
+    p.add_argument("--redis-db", type=int, default=11, help="Redis database (broker, cache, channels; flushed)")
     return p.parse_args()
 
 
@@ -65,10 +67,11 @@ def environment(args) -> dict[str, str]:
         "ALLOWED_HOSTS": "localhost",
         "DATABASE_URL": f"{args.server.rstrip('/')}/{DB_NAME}",
         "REDIS_URL": args.redis,
-        "REDIS_CACHE_DB": "12",
-        "REDIS_CELERY_DB": "13",
-        "REDIS_CHANNELS_DB": "14",
+        "REDIS_CACHE_DB": str(args.redis_db),
+        "REDIS_CELERY_DB": str(args.redis_db),
+        "REDIS_CHANNELS_DB": str(args.redis_db),
         "CACHE_KEY_PREFIX": "benchfills",
+        "CHANNELS_PREFIX": "benchfills-asgi",
         "CELERY_TASK_ALWAYS_EAGER": "false",
     }
 
@@ -82,11 +85,10 @@ def create_database(server: str) -> None:
             print(f"created database {DB_NAME}")
 
 
-def flush_redis(url: str) -> None:
+def flush_redis(url: str, db: int) -> None:
     import redis
 
-    for db in (12, 13, 14):
-        redis.Redis.from_url(f"{url.rstrip('/')}/{db}").flushdb()
+    redis.Redis.from_url(f"{url.rstrip('/')}/{db}").flushdb()
 
 
 def start_worker(env: dict[str, str], concurrency: int) -> subprocess.Popen:
@@ -218,7 +220,7 @@ def main() -> int:
     args = parse_args()
     env = environment(args)
     create_database(args.server)
-    flush_redis(args.redis)
+    flush_redis(args.redis, args.redis_db)
     migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
     subprocess.run(migrate, cwd=ROOT, env={**os.environ, **env}, check=True)
     os.environ.update(env)
@@ -246,7 +248,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
         connection.close()
-        flush_redis(args.redis)
+        flush_redis(args.redis, args.redis_db)
 
     missing = [f for f, _, _ in timed if f not in received]
     total = sorted((received[f] - t0) * 1000 for f, t0, _ in timed if f in received)
