@@ -182,23 +182,24 @@ def client_order_id_for(
 # --- applying decisions --------------------------------------------------------------------------------------
 
 
-def _live_quote_id(*, account: ExchangeAccount, fixture: Fixture, outcome_id: int, player_id: int) -> int:
-    """The key's row, created if absent (its own short transaction: the unique key settles races)."""
-    lq, _ = LiveQuote.objects.get_or_create(
-        account=account,
-        fixture=fixture,
-        outcome_id=outcome_id,
-        player_id=player_id,
-        defaults={"client_id": account.client_id},
-    )
-    return lq.pk
+def _lock_live_quote(*, account: ExchangeAccount, fixture_pk: int, outcome_id: int, player_id: int) -> LiveQuote:
+    """``SELECT ... FOR UPDATE OF`` the key's ``LiveQuote`` row (with its client), creating the row
+    first if it does not exist yet. Call inside ``transaction.atomic()``. The order is read after the
+    lock (``_open_order``), never joined here: when the lock waits for a concurrent decision,
+    PostgreSQL re-checks the locked row but not the joined one, which would be the old order."""
+    locked = LiveQuote.objects.select_for_update(of=("self",)).select_related("client")
+    key = {"account": account, "fixture_id": fixture_pk, "outcome_id": outcome_id, "player_id": player_id}
+    lq = locked.filter(**key).first()
+    if lq is None:
+        lq, _ = LiveQuote.objects.get_or_create(**key, defaults={"client_id": account.client_id})
+        lq = locked.get(pk=lq.pk)
+    return lq
 
 
 def _open_order(lq: LiveQuote) -> Order | None:
     if lq.order_id is None:
         return None
-    order = Order.objects.filter(pk=lq.order_id, order_status__in=OPEN_ORDER_STATUSES).first()
-    return order
+    return Order.objects.filter(pk=lq.order_id, order_status__in=OPEN_ORDER_STATUSES).first()
 
 
 def _cancel_current(lq: LiveQuote, order: Order, reason: str) -> bool:
@@ -289,11 +290,10 @@ def quote_update(
     player). Locks the ``LiveQuote`` row for the whole decision; see the module docstring for the
     other locks. Returns the decision taken (``order_id`` set when an order was written)."""
     now = now or timezone.now()
-    lq_id = _live_quote_id(
-        account=account, fixture=market.fixture, outcome_id=market.outcome_id, player_id=market.player_id
-    )
     with transaction.atomic():
-        lq = LiveQuote.objects.select_for_update(of=("self",)).select_related("client").get(pk=lq_id)
+        lq = _lock_live_quote(
+            account=account, fixture_pk=market.fixture_id, outcome_id=market.outcome_id, player_id=market.player_id
+        )
         fixture = Fixture.objects.select_related("tournament").get(pk=market.fixture_id)
         current = _open_order(lq)
         order_before = lq.order_id
