@@ -29,6 +29,8 @@ from trading.services.venue_streams import AccountStreamRunner
 log = logging.getLogger(__name__)
 
 TAKER_TICK = 0.2
+#: How often the command looks for accounts created or activated since it started.
+RESCAN_SECONDS = 10.0
 
 
 class Command(BaseCommand):
@@ -47,47 +49,61 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         if opts["taker_rate"] < 0 or not (0 <= opts["partial_ratio"] <= 1):
             raise CommandError("--taker-rate must be >= 0 and --partial-ratio between 0 and 1")
-        accounts = ExchangeAccount.objects.filter(active=True).order_by("exchange", "id")
-        if opts["exchange"]:
-            accounts = accounts.filter(exchange__in=opts["exchange"])
-        accounts = list(accounts)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 signal.signal(sig, lambda *_: stop.set())
-            except ValueError:  # not the main thread (tests): --duration ends it
+            except ValueError:  # not the main thread (run_live, tests): its caller or --duration ends it
                 pass
-        threads: list[threading.Thread] = []
-        exchanges = sorted({a.exchange for a in accounts} | set(opts["exchange"]))
-        for account in accounts:
-            if not get_connector(account.exchange).has_stream:
-                self.stdout.write(f"{account.exchange}:{account.username}: no user stream, polled by beat")
-                continue
-            runner = AccountStreamRunner(account, stop=stop)
-            threads.append(self._thread(f"stream-{account.exchange}-{account.pk}", runner.run))
-        if not opts["no_taker"]:
-            for exchange in exchanges:
-                venue = get_connector(exchange)
-                if isinstance(venue, SimulatedVenueConnector):
-                    users = [a.username for a in accounts if a.exchange == exchange]
-                    flow = SimTakerFlow(
-                        venue,
-                        seed=opts["taker_seed"],
-                        rate=opts["taker_rate"],
-                        partial_ratio=opts["partial_ratio"],
-                        accounts=users,
-                    )
-                    threads.append(self._thread(f"taker-{exchange}", lambda f=flow: self._taker(f, stop)))
-        self.stdout.write(f"venue streams: {len(threads)} threads over {', '.join(exchanges) or 'no exchange'}")
+        self.opts, self.stop = opts, stop
+        self.threads: list[threading.Thread] = []
+        self.streamed: set[int] = set()
+        self.takers: set[str] = set()
+        self._start_new(opts["exchange"])
+        exchanges = sorted(self.takers | {a for a in opts["exchange"]})
+        self.stdout.write(f"venue streams: {len(self.threads)} threads over {', '.join(exchanges) or 'no exchange'}")
         deadline = time.monotonic() + opts["duration"] if opts["duration"] else None
-        while not stop.is_set() and any(t.is_alive() for t in threads):
-            if deadline is not None and time.monotonic() >= deadline:
-                stop.set()
+        next_scan = time.monotonic() + RESCAN_SECONDS
+        while not stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if now >= next_scan:  # accounts created or activated since: stream them too
+                self._start_new(opts["exchange"])
+                next_scan = now + RESCAN_SECONDS
             stop.wait(0.2)
         stop.set()
-        for t in threads:
+        for t in self.threads:
             t.join(timeout=15)
         self.stdout.write("venue streams stopped")
+
+    def _start_new(self, only: list[str]) -> None:
+        """Start a stream runner for every active account not streamed yet, and a taker flow for
+        every simulated exchange that has accounts (once each)."""
+        accounts = ExchangeAccount.objects.filter(active=True).exclude(pk__in=self.streamed).order_by("exchange", "id")
+        if only:
+            accounts = accounts.filter(exchange__in=only)
+        for account in accounts:
+            self.streamed.add(account.pk)
+            venue = get_connector(account.exchange)
+            if venue.has_stream:
+                runner = AccountStreamRunner(account, stop=self.stop)
+                self.threads.append(self._thread(f"stream-{account.exchange}-{account.pk}", runner.run))
+            else:
+                self.stdout.write(f"{account.exchange}:{account.username}: no user stream, polled by beat")
+            if (
+                not self.opts["no_taker"]
+                and isinstance(venue, SimulatedVenueConnector)
+                and account.exchange not in self.takers
+            ):
+                self.takers.add(account.exchange)
+                flow = SimTakerFlow(
+                    venue,
+                    seed=self.opts["taker_seed"],
+                    rate=self.opts["taker_rate"],
+                    partial_ratio=self.opts["partial_ratio"],
+                )
+                self.threads.append(self._thread(f"taker-{account.exchange}", lambda f=flow: self._taker(f, self.stop)))
 
     @staticmethod
     def _thread(name: str, target) -> threading.Thread:
