@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from exchanges.models import BookState, ExchangeOrder, ExchangeTrade, Market, OrderStatus
@@ -137,32 +139,46 @@ def liquidity(*, market: Market, mode: str = "live") -> dict:
 INTERVALS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
 
 
+def _bucket_sql(seconds: int) -> RawSQL:
+    """The trade's candle bucket (epoch seconds of its start), in SQL on either database."""
+    if connection.vendor == "postgresql":
+        return RawSQL("(FLOOR(EXTRACT(EPOCH FROM created_at) / %s) * %s)::bigint", (seconds, seconds))
+    return RawSQL("(CAST(strftime('%%s', created_at) AS INTEGER) / %s) * %s", (seconds, seconds))
+
+
 def candles(
     *, market: Market, interval: str, limit: int, mode: str = "live", now: datetime | None = None
 ) -> list[dict]:
     """OHLC candles of ``interval`` from trades, oldest first, the last ``limit`` buckets that had trades.
 
-    Buckets are aligned to the epoch (UTC). Done in one SQL pass over the window's trades; open and close
-    are the first and last trade of each bucket by trade number.
+    Buckets are aligned to the epoch (UTC). Two queries: high, low, volume and the first and last trade
+    number per bucket (grouped in SQL), then the prices of those first and last trades (open, close).
     """
     seconds = INTERVALS[interval]
     now = now or timezone.now()
     start_ts = (int(now.timestamp()) // seconds - limit + 1) * seconds
     since = datetime.fromtimestamp(start_ts, tz=UTC)
-    rows = (
+    rows = list(
         ExchangeTrade.objects.filter(market=market, mode=mode, created_at__gte=since)
-        .order_by("trade_no")
-        .values_list("created_at", "price", "quantity")
+        .annotate(bucket=_bucket_sql(seconds))
+        .values("bucket")
+        .annotate(
+            high=Max("price"), low=Min("price"), volume=Sum("quantity"), first=Min("trade_no"), last=Max("trade_no")
+        )
+        .order_by("bucket")
+    )[-limit:]
+    nos = {r["first"] for r in rows} | {r["last"] for r in rows}
+    prices = dict(
+        ExchangeTrade.objects.filter(market=market, mode=mode, trade_no__in=nos).values_list("trade_no", "price")
     )
-    buckets: dict[int, dict] = {}
-    for created, price, qty in rows.iterator(chunk_size=2000):
-        b = int(created.timestamp()) // seconds * seconds
-        c = buckets.get(b)
-        if c is None:
-            buckets[b] = {"timestamp": b, "open": price, "high": price, "low": price, "close": price, "volume": qty}
-        else:
-            c["high"] = max(c["high"], price)
-            c["low"] = min(c["low"], price)
-            c["close"] = price
-            c["volume"] += qty
-    return [buckets[k] for k in sorted(buckets)][-limit:]
+    return [
+        {
+            "timestamp": int(r["bucket"]),
+            "open": prices[r["first"]],
+            "high": r["high"],
+            "low": r["low"],
+            "close": prices[r["last"]],
+            "volume": r["volume"],
+        }
+        for r in rows
+    ]

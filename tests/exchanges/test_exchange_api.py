@@ -263,3 +263,25 @@ def test_hybrid_book_merges_configured_depth_sources_and_says_so_per_level(marke
     assert APIClient().get(f"{BASE}/vaix/book?depth=30").json()["asks"] == [["0.004", "100"]]
     venues = APIClient().get(f"{BASE}/vaix/venues").json()["venues"]
     assert [v["venue"] for v in venues] == ["CLOB", "uniswap"]
+
+
+def test_chart_buckets_trades_into_ohlc_candles(market, alice, bob):
+    from datetime import UTC, datetime, timedelta
+
+    from exchanges.models import ExchangeTrade
+    from exchanges.selectors.market_data import candles
+
+    a, b = client_for(alice), client_for(bob)
+    for price in ("0.004", "0.006", "0.003", "0.005"):
+        a.post(f"{BASE}/vaix/orders", {"side": "sell", "quantity": "10", "price": price}, format="json")
+        b.post(f"{BASE}/vaix/orders", {"side": "buy", "quantity": "10", "price": price}, format="json")
+    base = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    for i, t in enumerate(ExchangeTrade.objects.order_by("trade_no")):
+        t.created_at = base + timedelta(minutes=[1, 2, 61, 62][i])
+        t.save(update_fields=["created_at"])
+    got = candles(market=market, interval="1h", limit=5, now=base + timedelta(hours=3))
+    assert [(c["open"], c["high"], c["low"], c["close"], c["volume"]) for c in got] == [
+        (D("0.004"), D("0.006"), D("0.004"), D("0.006"), D("20")),
+        (D("0.003"), D("0.005"), D("0.003"), D("0.005"), D("20")),
+    ]
+    assert got[0]["timestamp"] == int(base.timestamp())
