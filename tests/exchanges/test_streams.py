@@ -404,3 +404,22 @@ async def test_private_stream_closes_when_its_token_expires(traders):
     err = await recv(c)
     assert err["type"] == "error" and err["error"]["code"] == "unauthorized"
     assert await c.receive_output(timeout=2) == {"type": "websocket.close", "code": consumers.CLOSE_UNAUTHORIZED}
+
+
+async def test_a_refused_scale_ladder_publishes_nothing_and_an_accepted_one_publishes_each_order(traders):
+    from exchanges.errors import ExchangeError
+    from exchanges.services.scale import scale_place
+
+    alice, _ = traders
+    poor = await database_sync_to_async(make_trader)("poor", funds={"USDC": "5"})
+    c = await connect("/ws/exchange/vaix/book")
+    snap = await recv(c)
+    ladder = {"symbol": "vaix", "side": "buy", "quantity": "10000", "price_low": "0.002", "price_high": "0.004"}
+    with pytest.raises(ExchangeError):  # the first children fit the balance, the ladder does not
+        await database_sync_to_async(scale_place)(trader=poor, **ladder)
+    assert await c.receive_nothing(timeout=0.3)
+    await database_sync_to_async(scale_place)(trader=alice, **{**ladder, "quantity": "100", "num_orders": 4})
+    ups = await drain(c, quiet=0.3)
+    assert [u["sequence"] for u in ups] == [snap["sequence"] + i for i in range(1, 5)]
+    assert sorted(u["bids"][0][0] for u in ups) == ["0.002", "0.0027", "0.0033", "0.004"]
+    await c.disconnect()
