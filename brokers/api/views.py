@@ -14,7 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from brokers import selectors
-from brokers.choices import Scope
+from brokers.choices import Scope, TransferKind
 from brokers.models import Broker, BrokerClient, Transfer
 from brokers.services import brokers as broker_services
 from brokers.services import clients as client_services
@@ -23,7 +23,7 @@ from brokers.services.withdrawals import withdrawal_row
 from exchanges.ledger.models import LedgerAccount
 
 from . import exchange_reads
-from .base import BrokerAPIView
+from .base import BrokerAPIError, BrokerAPIView
 
 TAGS = ["broker"]
 OBJ = OpenApiTypes.OBJECT
@@ -328,6 +328,8 @@ class TransferHistoryView(BrokerAPIView):
             qs = qs.filter(client__user_id=user_id, client__broker=self.broker)
         kind = request.query_params.get("type")
         if kind:
+            if kind not in TransferKind.values:
+                raise BrokerAPIError(f"type must be one of {', '.join(TransferKind.values)}", status_code=400)
             qs = qs.filter(kind=kind)
         return Response(self.paginate(qs, "transfers", _transfer_row))
 

@@ -206,6 +206,9 @@ def test_deposit_moves_dct_from_the_broker_to_the_client_with_a_transfer_record(
     assert (t.kind, t.amount, t.ledger_transaction_id is not None) == ("deposit", D("100.25"), True)
     history = api.get(B + "/transfer/history?type=deposit").json()
     assert [(h["type"], h["user_id"], h["amount"]) for h in history["transfers"]] == [("deposit", "u1", 100.25)]
+    assert api.get(B + "/transfer/history?type=funding").json()["total"] == 1
+    assert api.get(B + "/transfer/history?user_id=u1").json()["total"] == 1
+    assert api.get(B + "/transfer/history?type=bogus").status_code == 400
     assert ledger_violations() == []
 
 
