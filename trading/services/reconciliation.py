@@ -73,12 +73,14 @@ def _ours(account: ExchangeAccount, coids: list[str]) -> dict[str, Order]:
 
 def _cancel_orphan(account: ExchangeAccount, vo: VenueOrder, report: ReconcileReport) -> None:
     try:
-        get_connector(account.exchange).cancel(account=account.username, venue_order_id=vo.venue_order_id)
+        answer = get_connector(account.exchange).cancel(account=account.username, venue_order_id=vo.venue_order_id)
     except VenueUnknownOutcome as exc:
         report.errors.append(f"cancel of orphan {vo.venue_order_id}: {exc}")
         return
     except VenueError as exc:  # already gone: nothing rests
         log.info("orphan %s on %s: %s", vo.venue_order_id, account.exchange, exc)
+        return
+    if answer.state != "cancelled":  # it filled or expired meanwhile: nothing of ours rests
         return
     log.warning(
         "reconcile %s:%s: cancelled venue orphan %s (%s)",
