@@ -181,6 +181,7 @@ def main() -> None:
     ap.add_argument("--redis-db", type=int, default=14, help="channel layer database; the cache uses the next one")
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=2, help="subscriber processes")
+    ap.add_argument("--web", type=int, default=1, help="daphne processes (client process p uses server p mod N)")
     ap.add_argument("--rate", type=float, default=20.0, help="trades per second")
     ap.add_argument("--seconds", type=float, default=15.0)
     args = ap.parse_args()
@@ -205,28 +206,32 @@ def main() -> None:
     trades = int(args.rate * args.seconds)
     taker, asks = prepare_book(trades + 20)
 
-    port = free_port()
-    daphne = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mmsite.asgi:application"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=open(os.environ.get("BENCH_DAPHNE_LOG", os.devnull), "w"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
+    ports = [free_port() for _ in range(args.web)]
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mmsite.asgi:application"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=open(os.environ.get("BENCH_DAPHNE_LOG", os.devnull), "a"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        for port in ports
+    ]
     procs: list[mp.Process] = []
     try:
         import httpx
 
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v1/exchange/time", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.25)
-        else:
-            raise SystemExit("daphne did not start")
+        for port in ports:
+            for _ in range(200):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/api/v1/exchange/time", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.25)
+            else:
+                raise SystemExit("daphne did not start")
 
-        uri = f"ws://127.0.0.1:{port}/ws/exchange/{SYMBOL}/bbo"
+        uris = [f"ws://127.0.0.1:{port}/ws/exchange/{SYMBOL}/bbo" for port in ports]
         ips = [f"127.0.{1 + i // 250}.{1 + i % 250}" for i in range((args.subscribers + PER_IP - 1) // PER_IP)]
         ctx = mp.get_context("spawn")
         ready, out_q = ctx.Queue(), ctx.Queue()
@@ -242,6 +247,7 @@ def main() -> None:
             left -= count
             stop_q = ctx.Queue()
             stop_qs.append(stop_q)
+            uri = uris[p % len(uris)]  # with --web N, client process p talks to server p mod N
             proc = ctx.Process(target=subscriber_process, args=(uri, my_ips, count, ready, stop_q, out_q), daemon=True)
             proc.start()
             procs.append(proc)
@@ -291,11 +297,12 @@ def main() -> None:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
-        daphne.terminate()
-        try:
-            daphne.wait(15)
-        except subprocess.TimeoutExpired:
-            daphne.kill()
+        for daphne in servers:
+            daphne.terminate()
+            try:
+                daphne.wait(15)
+            except subprocess.TimeoutExpired:
+                daphne.kill()
 
     # trade k leaves the best ask at asks[k + 1]
     after = [asks[k + 1] for k in range(trades)]
