@@ -106,6 +106,28 @@ def test_orders_the_venue_cancels_or_expires_are_closed_from_the_stream(account,
     assert expired.order_status == OrderStatus.EXPIRED
 
 
+def test_a_pending_order_whose_placement_answer_was_lost_is_adopted_from_the_stream(
+    account, django_capture_on_commit_callbacks, monkeypatch
+):
+    from exchanges.connectors.base import PlaceRequest
+
+    # only the stream may adopt it here: no placement kick after the hold lifts
+    monkeypatch.setattr("trading.services.venue_streams.placements_kick", lambda account: 0)
+
+    order = OrderFactory(account=account, order_status=OrderStatus.PENDING_PLACEMENT, exchange_order_id=None)
+    venue = get_connector(account.exchange)
+
+    def the_answer_is_lost(report):  # the venue takes the order after reconciliation looked
+        venue.place(PlaceRequest(order.client_order_id, account.username, "m", "sell", Decimal("0.45"), Decimal("10")))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        runner(account, the_answer_is_lost).connect_once(max_events=1)
+
+    order.refresh_from_db()
+    assert order.order_status == OrderStatus.PLACED
+    assert order.exchange_order_id == SimVenueOrder.objects.get(client_order_id=order.client_order_id).venue_order_id
+
+
 def test_placement_is_held_until_reconciliation_finishes_then_the_waiting_orders_go_out(
     account, django_capture_on_commit_callbacks
 ):
