@@ -7,24 +7,21 @@ queues behind the web process's synchronous views (on SQLite they run in the syn
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import connection
-from django.db.models import DecimalField, F, Max, Min, Sum
-from django.utils import timezone
 
-from exchanges.models.markets import Market
-from exchanges.models.orders import BookState, ExchangeTrade
+from exchanges.models.markets import Market, MarketStatus
+from exchanges.models.orders import BookState
 
 SNAPSHOT_DEPTH_DEFAULT = 50
 SNAPSHOT_DEPTH_MAX = 500
 
 
 def _market_exists(symbol: str) -> bool:
-    return Market.objects.filter(symbol=symbol).exists()
+    return Market.objects.filter(symbol=symbol).exclude(status=MarketStatus.CLOSED).exists()
 
 
 def _snapshot(symbol: str, mode: str, depth: int) -> dict[str, Any]:
@@ -50,53 +47,29 @@ def _last_price(symbol: str, mode: str) -> Decimal | None:
 
 
 def _market_rows(mode: str, symbols: list[str] | None) -> list[dict[str, Any]]:
-    """Per pair: last price, 24h volume (base and quote), 24h high/low, 24h change. Two queries."""
-    markets = Market.objects.all().order_by("symbol")
+    """Per listed pair, the figures ``GET /markets`` shows: last price, 24 h volume (base and quote),
+    high, low, change and change in percent (``stats_24h``, the same selector as the REST API)."""
+    from exchanges.selectors.market_data import stats_24h
+
+    markets = Market.objects.exclude(status=MarketStatus.CLOSED).order_by("symbol")
     if symbols is not None:
         markets = markets.filter(symbol__in=symbols)
-    markets = list(markets.values("id", "symbol", "base_asset", "quote_asset", "status"))
-    ids = [m["id"] for m in markets]
-    since = timezone.now() - dt.timedelta(hours=24)
-    last = dict(BookState.objects.filter(market_id__in=ids, mode=mode).values_list("market_id", "last_price"))
-    agg = {
-        row["market_id"]: row
-        for row in ExchangeTrade.objects.filter(market_id__in=ids, mode=mode, created_at__gte=since)
-        .values("market_id")
-        .annotate(
-            volume=Sum("quantity"),
-            quote_volume=Sum(F("price") * F("quantity"), output_field=DecimalField(max_digits=40, decimal_places=16)),
-            high=Max("price"),
-            low=Min("price"),
-        )
-    }
-    # The first price of the window: the oldest trade inside it (one indexed query per traded pair).
     rows = []
     for m in markets:
-        a = agg.get(m["id"])
-        price = last.get(m["id"])
-        open_price = None
-        if a is not None:
-            open_price = (
-                ExchangeTrade.objects.filter(market_id=m["id"], mode=mode, created_at__gte=since)
-                .order_by("created_at", "trade_no")
-                .values_list("price", flat=True)
-                .first()
-            )
-        change = None
-        if price is not None and open_price:
-            change = ((price - open_price) / open_price * 100).quantize(Decimal("0.01"))
+        st = stats_24h(market=m, mode=mode)
         rows.append(
             {
-                "symbol": m["symbol"],
-                "base_symbol": m["base_asset"],
-                "quote_symbol": m["quote_asset"],
-                "status": m["status"],
-                "price": price,
-                "volume_24h": a["volume"] if a else Decimal("0"),
-                "quote_volume_24h": a["quote_volume"] if a else Decimal("0"),
-                "high_24h": a["high"] if a else None,
-                "low_24h": a["low"] if a else None,
-                "change_24h": change,
+                "symbol": m.symbol,
+                "base_symbol": m.base_asset,
+                "quote_symbol": m.quote_asset,
+                "status": m.status,
+                "price": st["last"],
+                "volume_24h": st["volume"],
+                "quote_volume_24h": st["quote_volume"],
+                "high_24h": st["high"],
+                "low_24h": st["low"],
+                "change_24h": st["change"],
+                "change_24h_pct": st["change_pct"],
             }
         )
     return rows
