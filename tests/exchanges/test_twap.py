@@ -186,3 +186,20 @@ def test_two_workers_running_the_same_slice_at_once_place_one_order(market, alic
     assert ExchangeOrder.objects.filter(client_order_id=f"{t.twap_id}-1").count() == 1
     t.refresh_from_db()
     assert t.executed_quantity == D("20") and t.slices_done == 1
+
+
+def test_paper_sell_twap_with_a_minimum_price_sells_only_at_or_above_it(market, alice, bob):
+    for price, qty in (("0.0050", "10"), ("0.0040", "1000")):
+        order_place(trader=bob, symbol="vaix", side="buy", type="limit", quantity=D(qty), price=D(price), mode="paper")
+    api = client_for(alice)
+    resp = api.post(
+        "/api/v1/exchange/vaix/twap",
+        {"side": "sell", "quantity": "40", "num_slices": 2, "price_limit": "0.0045", "mode": "paper"},
+        format="json",
+    )
+    assert resp.status_code == 201 and resp.json()["mode"] == "paper"
+    t = TwapOrder.objects.get(twap_id=resp.json()["twap_id"])
+    twaps_run_due(now=t.created_at + dt.timedelta(hours=2))
+    t.refresh_from_db()
+    assert t.executed_quantity == D("10") and t.executed_notional == D("0.05")  # only the bid at 0.005
+    assert not ExchangeOrder.objects.filter(trader=alice, mode="live").exists()
