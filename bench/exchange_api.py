@@ -44,6 +44,13 @@ sys.path.insert(0, str(ROOT))
 
 TARGET_ORDERS_PER_S = 1000.0
 SYMBOL = "benchx"
+
+
+def symbols(n: int) -> list[str]:
+    """``benchx``, ``benchx2``, … : one book each."""
+    return [SYMBOL if i == 0 else f"{SYMBOL}{i + 1}" for i in range(n)]
+
+
 DB_NAME = "mmsite_bench_exchange"
 LIMITS = {
     "standard": {
@@ -91,7 +98,7 @@ def server_env(db_url: str, redis_url: str) -> dict[str, str]:
     return env
 
 
-def prepare(env: dict[str, str], clients: int) -> list[str]:
+def prepare(env: dict[str, str], clients: int, n_symbols: int = 1) -> list[str]:
     """Migrate, create the market and the traders (idempotent); returns one API key per client."""
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     script = f"""
@@ -100,14 +107,16 @@ from decimal import Decimal
 from exchanges.services.markets import market_upsert
 from exchanges.services.traders import trader_get_or_create, trader_fund, trader_key_create
 from exchanges.services.orders import orders_cancel_all
-market_upsert(symbol={SYMBOL!r}, base_asset="BENCHX", tick_size="0.0001", lot_size="1", min_order_size="1")
+SYMBOLS = {symbols(n_symbols)!r}
+for sym in SYMBOLS:
+    market_upsert(symbol=sym, base_asset=sym.upper(), tick_size="0.0001", lot_size="1", min_order_size="1")
 keys = []
 for i in range({clients} + 1):
     t, _ = trader_get_or_create(username=f"bench{{i}}")
     t.tier = "market_maker"; t.save(update_fields=["tier"])
-    for asset, a in (("USDC", "100000000"), ("BENCHX", "10000000000")):
+    for asset, a in [("USDC", "100000000")] + [(sym.upper(), "10000000000") for sym in SYMBOLS]:
         trader_fund(trader=t, asset=asset, amount=Decimal(a), mode="live", idempotency_key=f"bench:{{i}}:{{asset}}")
-    orders_cancel_all(trader=t, symbol={SYMBOL!r})
+    orders_cancel_all(trader=t)
     keys.append(trader_key_create(trader=t, name="bench")[1])
 print(json.dumps(keys))
 """
@@ -162,7 +171,7 @@ def pct(samples: list[float], p: float) -> float:
     return ordered[max(math.ceil(p * len(ordered)) - 1, 0)] if ordered else float("nan")
 
 
-async def seed_ladder(port: int, key: str) -> None:
+async def seed_ladder(port: int, key: str, symbol: str) -> None:
     """A resting ask ladder (for crossing buys to trade against), from the extra trader."""
     import httpx
 
@@ -171,11 +180,13 @@ async def seed_ladder(port: int, key: str) -> None:
             {"side": "sell", "quantity": "100000", "price": str(Decimal("0.6000") + Decimal("0.0001") * i)}
             for i in range(10)
         ]
-        r = await http.post(f"/api/v1/exchange/{SYMBOL}/orders/batch", json={"orders": orders})
+        r = await http.post(f"/api/v1/exchange/{symbol}/orders/batch", json={"orders": orders})
         r.raise_for_status()
 
 
-async def client_loop(i: int, port: int, key: str, stop_at: float, cross: float, lat: dict, errors: list) -> None:
+async def client_loop(
+    i: int, port: int, key: str, symbol: str, stop_at: float, cross: float, lat: dict, errors: list
+) -> None:
     import httpx
 
     rng = random.Random(i)
@@ -188,7 +199,7 @@ async def client_loop(i: int, port: int, key: str, stop_at: float, cross: float,
                 price = Decimal("0.3000") + Decimal("0.0001") * rng.randint(0, 2000)
                 body = {"side": "buy", "quantity": str(rng.randint(1, 50)), "price": str(price)}
             t0 = time.perf_counter()
-            r = await http.post(f"/api/v1/exchange/{SYMBOL}/orders", json=body)
+            r = await http.post(f"/api/v1/exchange/{symbol}/orders", json=body)
             lat["place"].append(time.perf_counter() - t0)
             if r.status_code != 201:
                 errors.append(f"place {r.status_code} {r.text[:200]}")
@@ -198,7 +209,7 @@ async def client_loop(i: int, port: int, key: str, stop_at: float, cross: float,
                 continue
             oid = r.json()["order_id"]
             t0 = time.perf_counter()
-            r = await http.delete(f"/api/v1/exchange/{SYMBOL}/orders/{oid}")
+            r = await http.delete(f"/api/v1/exchange/{symbol}/orders/{oid}")
             lat["cancel"].append(time.perf_counter() - t0)
             if r.status_code != 200:
                 errors.append(f"cancel {r.status_code} {r.text[:200]}")
@@ -208,12 +219,16 @@ async def run(args, keys: list[str], servers) -> dict:
     ports = [p for _, p, _ in servers]
     for proc, port, _ in servers:
         await wait_ready(port, proc)
-    await seed_ladder(ports[0], keys[-1])
+    syms = symbols(args.symbols)
+    for sym in syms:
+        await seed_ladder(ports[0], keys[-1], sym)
     # warm-up: every server builds its book and opens its connections
     warm = {"place": [], "cancel": [], "trades": []}
     await asyncio.gather(
         *[
-            client_loop(100 + i, ports[i % len(ports)], keys[i], time.monotonic() + 2, 0.0, warm, [])
+            client_loop(
+                100 + i, ports[i % len(ports)], keys[i], syms[i % len(syms)], time.monotonic() + 2, 0.0, warm, []
+            )
             for i in range(args.clients)
         ]
     )
@@ -222,7 +237,10 @@ async def run(args, keys: list[str], servers) -> dict:
     t0 = time.monotonic()
     stop_at = t0 + args.seconds
     await asyncio.gather(
-        *[client_loop(i, ports[i % len(ports)], keys[i], stop_at, args.cross, lat, errors) for i in range(args.clients)]
+        *[
+            client_loop(i, ports[i % len(ports)], keys[i], syms[i % len(syms)], stop_at, args.cross, lat, errors)
+            for i in range(args.clients)
+        ]
     )
     elapsed = time.monotonic() - t0
     return {"lat": lat, "errors": errors, "elapsed": elapsed}
@@ -237,6 +255,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--cross", type=float, default=0.0, help="share of orders that cross the book and trade")
+    ap.add_argument("--symbols", type=int, default=1, help="spread the clients over this many pairs (books)")
     ap.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
     ap.add_argument("--pool", type=int, default=4, help="DB_POOL per server process (0: CONN_MAX_AGE as in base)")
     args = ap.parse_args()
@@ -250,7 +269,7 @@ def main() -> None:
     )
     if args.pool:
         env["DB_POOL"] = str(args.pool)
-    keys = prepare(env, args.clients)
+    keys = prepare(env, args.clients, args.symbols)
     servers = start_servers(env, args.servers)
     try:
         result = asyncio.run(run(args, keys, servers))
@@ -267,7 +286,8 @@ def main() -> None:
     all_ops = lat["place"] + lat["cancel"]
     print(
         f"\nexchange API: {args.servers} daphne process(es), {args.clients} clients, {elapsed:.1f} s, "
-        f"cross {args.cross:.0%}, DB_POOL {args.pool}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"{args.symbols} pair(s), cross {args.cross:.0%}, DB_POOL {args.pool}; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(f"{'figure':44} {'measured':>12} {'target':>12}")
     print(f"{'orders placed per second':44} {placed / elapsed:12.0f} {TARGET_ORDERS_PER_S:12.0f}")
