@@ -23,6 +23,43 @@ def _order_model():
         return None
 
 
+RECENT_TRADES = 100
+
+
+def trades(trader) -> list[dict[str, Any]]:
+    """The trader's latest fills (as taker or maker), newest first: its trade history."""
+    try:
+        ExchangeTrade = apps.get_model("exchanges", "ExchangeTrade")
+    except LookupError:
+        return []
+    taker = ExchangeTrade.objects.filter(taker_trader=trader).order_by("-created_at")[:RECENT_TRADES]
+    maker = ExchangeTrade.objects.filter(maker_trader=trader).order_by("-created_at")[:RECENT_TRADES]
+    rows = sorted(
+        [*taker.select_related("market", "taker_order"), *maker.select_related("market", "maker_order")],
+        key=lambda t: (t.created_at, t.pk),
+        reverse=True,
+    )[:RECENT_TRADES]
+    out = []
+    for t in rows:
+        is_taker = t.taker_trader_id == trader.pk
+        side = t.taker_side if is_taker else ("sell" if t.taker_side == "buy" else "buy")
+        out.append(
+            {
+                "trade_id": t.trade_id,
+                "symbol": t.market.symbol,
+                "mode": t.mode,
+                "side": side,
+                "role": "taker" if is_taker else "maker",
+                "price": t.price,
+                "quantity": t.quantity,
+                "fee": t.taker_fee if is_taker else t.maker_fee,
+                "order_id": (t.taker_order if is_taker else t.maker_order).order_id,
+                "created_at": _iso(t.created_at),
+            }
+        )
+    return out
+
+
 def _iso(value) -> str | None:
     return value.isoformat() if value else None
 

@@ -229,7 +229,9 @@ class ClientOrdersView(BrokerAPIView):
     def get(self, request, user_id: str):
         client = selectors.client_for_broker(broker=self.broker, user_id=user_id)
         page, size = self.page()
-        return Response({"user_id": client.user_id, **exchange_reads.orders(client.trader, page=page, size=size)})
+        body = {"user_id": client.user_id, **exchange_reads.orders(client.trader, page=page, size=size)}
+        body["trades"] = exchange_reads.trades(client.trader)
+        return Response(body)
 
 
 class ClientPositionsView(BrokerAPIView):

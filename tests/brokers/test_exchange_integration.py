@@ -73,3 +73,24 @@ def test_the_broker_reads_its_clients_exchange_orders_and_positions(setup):
     positions = broker_api.get("/api/v1/broker/clients/u1/positions").json()
     assert positions["open_orders"] == 1
     assert positions["positions"] == [{"asset": "DCT", "balance": 100.0, "held": 10.0, "available": 90.0}]
+
+
+def test_the_clients_trade_history_lists_its_fills_with_its_own_side(setup):
+    from decimal import Decimal
+
+    from exchanges.api.authentication import issue_jwt
+    from exchanges.services.traders import trader_fund, trader_get_or_create
+
+    _broker, broker_api, _client, trader_api = setup
+    buyer, _ = trader_get_or_create(username="buyer")
+    trader_fund(trader=buyer, asset="USDC", amount=Decimal("1000"), mode="live", idempotency_key="t:buyer")
+    buyer_api = APIClient()
+    buyer_api.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_jwt(buyer)}")
+    assert trader_api.post(
+        f"{EX}/dct/orders", {"side": "sell", "quantity": "10", "price": "2.5"}, format="json"
+    ).status_code in (200, 201)
+    r = buyer_api.post(f"{EX}/dct/orders", {"side": "buy", "quantity": "4", "price": "2.5"}, format="json")
+    assert r.status_code in (200, 201), r.content
+    body = broker_api.get("/api/v1/broker/clients/u1/orders").json()
+    assert [(t["side"], t["role"], t["price"], t["quantity"]) for t in body["trades"]] == [("sell", "maker", 2.5, 4.0)]
+    assert body["orders"][0]["filled_quantity"] == 4.0
