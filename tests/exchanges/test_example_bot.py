@@ -59,7 +59,7 @@ def daphne_server(tmp_path):
     env = dict(os.environ)
     env.update(
         DATABASE_URL=_db_url(),
-        DJANGO_SETTINGS_MODULE="mmsite.settings",
+        DJANGO_SETTINGS_MODULE="mmsite.settings.test",  # the same password hasher as the test process
         CELERY_TASK_ALWAYS_EAGER="true",
         DB_CONN_MAX_AGE="0",
         LOG_LEVEL="WARNING",
@@ -209,3 +209,39 @@ def test_seed_example_bot_quotes_sees_fills_requotes_and_cancels_on_sigint(daphn
     assert "Shutting down — cancelling orders..." in text and "Final: Position:" in text
     assert _bot_open(bot_trader) == []
     assert _bot_open(bot_trader, mode="live") == []
+
+
+def test_seed_example_bot_logs_in_with_email_and_password(daphne_server, tmp_path):
+    """The bot's other way in: ``--email/--password`` (the SDK's ``POST /auth/login``, then Bearer JWT)."""
+    make_market("vaix", tick_size="0.000001", lot_size="1", min_order_size="1")
+    mm = make_trader("live-mm", funds={"USDC": 100000, "VAIX": 10_000_000})
+    bot_trader = make_trader("jwt-bot", paper_funds={"USDC": 10000, "VAIX": 1_000_000})
+    bot_trader.tier = TraderTier.MARKET_MAKER
+    bot_trader.save(update_fields=["tier"])
+    _live_quotes(mm, "0.003000", "0.003200")
+
+    log = BotLog(tmp_path / "bot.log")
+    with open(log.path, "w") as out:
+        bot = subprocess.Popen(
+            [sys.executable, str(BOT), "--pair", "vaix", "--base-url", daphne_server, "--refresh", "1"],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("ET_")},
+                "ET_EMAIL": "jwt-bot@example.com",
+                "ET_PASSWORD": "pw-jwt-bot",
+            },
+        )
+    try:
+        log.wait_for(r"BID placed: ord_")
+        log.wait_for(r"ASK placed: ord_")
+        assert len(_bot_open(bot_trader)) == 2
+        bot.send_signal(signal.SIGTERM)
+        assert bot.wait(30) == 0, log.text()[-4000:]
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+            bot.wait(5)
+    assert "Shutting down — cancelling orders..." in log.text()
+    assert _bot_open(bot_trader) == []
