@@ -118,6 +118,31 @@ def _live_quotes(mm, bid: str, ask: str) -> None:
     order_place(trader=mm, symbol="vaix", side="sell", type="limit", quantity=D("5000"), price=D(ask))
 
 
+def _soak(bot, bot_trader, taker, mm, log: BotLog, seconds: float) -> None:
+    """A paper taker hits the bot's quotes every two seconds, and the live mid moves every 30 s."""
+    if seconds <= 0:
+        return
+    mids = [("0.003500", "0.003700"), ("0.003000", "0.003200"), ("0.004000", "0.004200")]
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < seconds:
+        assert bot.poll() is None, log.text()[-4000:]
+        for o in _bot_open(bot_trader):
+            side = "sell" if o.side == "buy" else "buy"
+            order_place(
+                trader=taker, symbol="vaix", side=side, type="ioc", quantity=D("5"), price=o.price, mode="paper"
+            )
+        n += 1
+        if n % 15 == 0:
+            _live_quotes(mm, *mids[(n // 15) % len(mids)])
+        time.sleep(2)
+    text = log.text()
+    assert "Cycle error" not in text, text[-4000:]
+    orders = ExchangeOrder.objects.filter(trader=bot_trader, mode="paper").count()
+    fills, requotes = text.count("new fill(s)"), text.count("Mid drifted")
+    print(f"soak {seconds:.0f} s: {fills} fill batches seen, {requotes} requotes on drift, {orders} bot orders")
+
+
 def _bot_open(bot_trader, mode="paper"):
     return list(ExchangeOrder.objects.live().filter(trader=bot_trader, mode=mode).order_by("side", "price"))
 
@@ -197,6 +222,9 @@ def test_seed_example_bot_quotes_sees_fills_requotes_and_cancels_on_sigint(daphn
             time.sleep(0.2)
         assert prices == [D("0.003591"), D("0.00361")], prices
         assert ExchangeOrder.objects.filter(trader=bot_trader, status="cancelled").count() >= 2
+
+        # EXAMPLE_BOT_SOAK_SECONDS=300: keep trading against it for minutes (by hand; CI runs 0)
+        _soak(bot, bot_trader, taker, mm, log, float(os.environ.get("EXAMPLE_BOT_SOAK_SECONDS", "0")))
 
         # SIGINT: the bot cancels everything it has open and exits
         bot.send_signal(signal.SIGINT)
