@@ -22,4 +22,5 @@ urlpatterns = [
     path("withdrawal/<str:withdrawal_id>", views.WithdrawalDetailView.as_view(), name="withdrawal"),
     path("withdrawal/<str:withdrawal_id>/lock", views.LockView.as_view(), name="withdrawal-lock"),
     path("withdrawal/<str:withdrawal_id>/unlock", views.UnlockView.as_view(), name="withdrawal-unlock"),
+    path("withdrawal/<str:withdrawal_id>/cancel", views.CancelView.as_view(), name="withdrawal-cancel"),
 ]

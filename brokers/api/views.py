@@ -388,3 +388,18 @@ class UnlockView(BrokerAPIView):
     def post(self, request, withdrawal_id: str):
         w = withdrawal_services.withdrawal_unlock(broker=self.broker, withdrawal_id=withdrawal_id, actor=self.actor)
         return Response({"ok": True, "status": w.status, "withdrawal_id": str(w.pk)})
+
+
+class CancelView(BrokerAPIView):
+    """Not in the seed's table: the user may cancel during the cooling period (the seed's state table),
+    and on a white-label site the user asks its broker, which asked for the withdrawal in the first place."""
+
+    scopes = {"POST": Scope.TRANSFER_WITHDRAW}
+
+    @doc("Cancel a pending withdrawal of one of your clients (the user's cancel, during the cooling period)")
+    def post(self, request, withdrawal_id: str):
+        w = selectors.withdrawal_for_broker(broker=self.broker, withdrawal_id=withdrawal_id)
+        if w.broker_id != self.broker.pk:  # only the client's own broker speaks for the user
+            raise BrokerAPIError("Withdrawal not found", status_code=404)
+        w = withdrawal_services.withdrawal_cancel(withdrawal_id=w.pk, client=w.client, actor=self.actor)
+        return Response({"ok": True, "status": w.status, "withdrawal_id": str(w.pk)})

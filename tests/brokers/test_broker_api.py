@@ -38,6 +38,7 @@ ENDPOINTS = [
     ("get", "/withdrawals/pending", Scope.WITHDRAWAL_LIST, None),
     ("post", "/withdrawal/{wid}/lock", Scope.WITHDRAWAL_LOCK, None),
     ("post", "/withdrawal/{wid}/unlock", Scope.WITHDRAWAL_UNLOCK, None),
+    ("post", "/withdrawal/{wid}/cancel", Scope.TRANSFER_WITHDRAW, None),  # ours, beyond the seed's table
 ]
 CLIENT_ENDPOINTS = [e for e in ENDPOINTS if "{uid}" in e[1] or "{wid}" in e[1]]
 

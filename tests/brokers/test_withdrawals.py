@@ -423,3 +423,22 @@ def test_parallel_beat_runs_pay_each_due_withdrawal_once():
     assert Transfer.objects.filter(kind="payout").count() == 5
     assert balance(client.account) == (D("50"), D("0"))
     assert ledger_violations() == []
+
+
+@pytest.mark.django_db
+def test_the_clients_broker_cancels_for_its_user_during_cooling_only():
+    parent, parent_key, _sub, sub_key, _rival, rival_key, client = setup_tree()
+    w = request(client, "30")
+    before = money()
+    assert api_for(parent_key).post(f"{B}/withdrawal/{w.pk}/cancel").status_code == 404  # not its user
+    assert api_for(rival_key).post(f"{B}/withdrawal/{w.pk}/cancel").status_code == 404
+    assert money() == before
+    r = api_for(sub_key).post(f"{B}/withdrawal/{w.pk}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert balance(client.account) == (D("100"), D("0"))
+    w2 = request(client, "30")
+    services.withdrawal_lock(broker=parent, withdrawal_id=w2.pk)
+    assert api_for(sub_key).post(f"{B}/withdrawal/{w2.pk}/cancel").status_code == 409  # locked: no
+    w3 = request(client, "30")
+    expire_cooling(w3)
+    assert api_for(sub_key).post(f"{B}/withdrawal/{w3.pk}/cancel").status_code == 400  # cooling over
