@@ -80,7 +80,7 @@ DEFAULTS: dict[str, object] = {
     "timeout_rate": "0",
     "disconnect_rate": "0",
     "expire_after_seconds": None,
-    "stream_poll_seconds": 0.05,
+    "stream_poll_seconds": 0.1,
     "stream_idle_seconds": 1.0,
 }
 #: How long a process trusts its copy of an account's fault settings.
