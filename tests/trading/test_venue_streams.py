@@ -229,3 +229,15 @@ def test_run_venue_streams_trades_our_quotes_with_seeded_takers_and_every_fill_i
     )
     assert VenueSession.objects.get(account=account.username).state == VenueSessionState.DOWN
     assert trades.aggregate(s=Sum("size"))["s"] == Fill.objects.aggregate(s=Sum("stake"))["s"]
+
+
+def test_a_hold_left_by_a_dead_runner_lapses_by_itself(account, settings):
+    from trading.services.venue_sessions import venue_hold
+
+    settings.VENUE_RECONCILE_HOLD_SECONDS = 0.2
+    venue_hold(exchange=account.exchange, account=account.username, reason="runner died mid-reconnect")
+    assert venue_held(exchange=account.exchange, account=account.username)
+    time.sleep(0.3)
+    assert not venue_held(exchange=account.exchange, account=account.username)
+    waiting = OrderFactory(account=account, order_status=OrderStatus.PENDING_PLACEMENT, exchange_order_id=None)
+    assert order_place(order_id=waiting.pk).order_status == OrderStatus.PLACED
