@@ -22,11 +22,13 @@ from tests.factories import AccountFactory, ClientFactory, TournamentFactory
 from tests.trading.test_commands_feed import GAME, ServerThread, one_game_replay, wait_until
 from trading.choices import ControlAction, FixtureStatus, SettlementStatus
 from trading.feed.client import Backoff
+from trading.feed.server import make_snapshot_loader
 from trading.management.commands.run_odds_feed import run_feed
 from trading.management.commands.run_scheduler import Scheduler
 from trading.models import Fill, Fixture, Order, TradingControlEvent
 from trading.selectors.controls import trading_status
 from trading.services.fills import fills_poll
+from trading.services.health import last_beats
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("eager_celery")]
 
@@ -138,11 +140,16 @@ def test_feed_to_quotes_to_taker_fills_to_hedges_to_settlement(demo, tmp_path, e
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_a_feed_disconnect_soft_pauses_within_the_threshold_then_resubscribe_resumes_and_requotes(demo, settings):
+@pytest.mark.parametrize("gateway", ["resumes", "restarts"])
+def test_a_feed_disconnect_soft_pauses_within_the_threshold_then_resubscribe_resumes_and_requotes(
+    demo, settings, gateway
+):
+    """``resumes``: the gateway replays what the client missed. ``restarts``: the gateway lost its
+    buffers (new epoch), refuses the resume, and the snapshot brings the missed price."""
     settings.FEED_STALE_SECONDS = 1.0
     client, account = demo
     srv = ServerThread(api_keys={"KEY"})
-    feed = FeedThread(srv.server.url)
+    feed = FeedThread(srv.server.url, snapshot_loader=make_snapshot_loader(srv.server))
     beat = Scheduler({"health": {"task": "trading.health.check", "schedule": 0.2}})
     stop_beat = threading.Event()
     beat_thread = threading.Thread(target=beat.run, args=(stop_beat,), daemon=True)
@@ -153,6 +160,7 @@ def test_a_feed_disconnect_soft_pauses_within_the_threshold_then_resubscribe_res
         srv.call(lambda: srv.server.publish("odds", odds(1.808)))
         wait_until(lambda: [o.price for o in venue_open(account)] == [Decimal("0.58")])
         assert trading_status(client=client)["status"] == "live"
+        assert "feed" in last_beats()  # beating since its login
 
         # the feed goes away and stays away (logins refused): soft pause within the threshold
         srv.server.api_keys = frozenset()
@@ -164,12 +172,15 @@ def test_a_feed_disconnect_soft_pauses_within_the_threshold_then_resubscribe_res
         assert took <= settings.FEED_STALE_SECONDS + 1.0 + 0.2 + 1.0, took
         assert [o.price for o in venue_open(account)] == [Decimal("0.58")]  # a soft pause keeps resting orders
 
-        # the price moves while we are away; the gateway keeps it for the resume
+        # the price moves while we are away; the gateway keeps it for the resume (or its snapshot)
+        if gateway == "restarts":
+            srv.call(srv.server.restart)
         srv.call(lambda: srv.server.publish("odds", odds(1.6)))
         srv.server.api_keys = frozenset({"KEY"})
 
-        # resubscribe: resume, the pause lifts, and the quote follows the price it missed
-        wait_until(lambda: feed.runner.client.metrics.resumes >= 1, timeout=15)
+        # resubscribe: resume (or snapshot), the pause lifts, and the quote follows the price it missed
+        metrics = feed.runner.client.metrics
+        wait_until(lambda: (metrics.resumes if gateway == "resumes" else metrics.snapshots) >= 1, timeout=15)
         wait_until(lambda: not trading_status(client=client)["softPaused"], timeout=10)
         wait_until(lambda: [o.price for o in venue_open(account)] == [Decimal("0.65")], timeout=10)
     finally:
@@ -181,7 +192,8 @@ def test_a_feed_disconnect_soft_pauses_within_the_threshold_then_resubscribe_res
         TradingControlEvent.objects.filter(client=client, actor="system:health").order_by("id").values_list("action")
     )
     assert events == [(ControlAction.SOFT_PAUSE,), (ControlAction.SOFT_RESUME,)]
-    assert feed.runner.client.metrics.snapshots == 0  # resumed, not re-snapshotted
+    m = feed.runner.client.metrics
+    assert (m.resumes, m.snapshots) == ((1, 0) if gateway == "resumes" else (0, 1))
     assert Order.objects.filter(account=account).open().count() == 1
 
 

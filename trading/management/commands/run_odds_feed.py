@@ -43,7 +43,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.models import Max
 
 from trading.feed.client import Backoff, FeedClient, SnapshotLoader
@@ -145,6 +145,8 @@ class FeedRunner:
             self.lag_ms = max(0, int(time.time() * 1000) - ts) if ts else 0
             self._last_applied = time.monotonic()
             return
+        if kind == "login_ok":  # alive from this moment, not from the next tick of the beat loop
+            await asyncio.get_running_loop().run_in_executor(self.beat_executor, heartbeat, self.source)
         await self._sync(self.ingest.handle, frame)
         if (
             isinstance(frame, SnapshotRequired)
@@ -225,6 +227,7 @@ class FeedRunner:
                     await task
             with contextlib.suppress(Exception):
                 await self._sync(self.ingest.flush_metrics)
+            await self._sync(lambda: connection.close())  # the ingest thread's database connection
             self.executor.shutdown(wait=True)
             self.beat_executor.shutdown(wait=True)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 log = logging.getLogger("trading.scheduler")
@@ -114,7 +114,7 @@ class Scheduler:
             entry.failures += 1
             log.exception("scheduler: %s (%s) failed", entry.name, entry.task)
         finally:
-            close_old_connections()
+            connection.close()  # pool threads outlive the scheduler's users; no connection left behind
             with self._lock:
                 entry.running = False
 
