@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models.signals import post_migrate
 from django.utils import timezone
 
 from exchanges import signals
@@ -712,3 +713,21 @@ def refuse(events: list, *, op: str = "submit") -> None:
         code = REJECT_CODES.get(reason, Codes.INVALID_PARAMETER)
         status = 404 if code == Codes.UNKNOWN_ORDER else 400
         raise ExchangeError(code, REJECT_MESSAGES.get(reason, reason.replace("_", " ")), status=status)
+
+
+def process_caches_clear(**kwargs) -> None:
+    """Forget everything this process remembers of the database (books, book rows, account ids, markets,
+    fee tiers, API keys). Runs on ``post_migrate``, which also follows the flush between transactional
+    tests, so ids remembered from a flushed database are never reused."""
+    from exchanges.api.authentication import api_key_cache_clear
+
+    from . import fees, orders
+
+    local_books_clear()
+    accounts_cache_clear()
+    orders.markets_cache_clear()
+    fees.tiers_reset()
+    api_key_cache_clear()
+
+
+post_migrate.connect(process_caches_clear, dispatch_uid="exchanges.matching.process_caches_clear")

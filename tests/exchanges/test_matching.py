@@ -223,3 +223,23 @@ def test_a_buy_filled_below_its_limit_settles_on_sqlite_too(market, alice, bob):
     assert buy.status == "filled"
     assert bal(bob)["USDC"] == (D("1000") - D("0.0175"), D("0"))
     call_command("ledger_check", stdout=open("/dev/null", "w"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_between_tests_clears_what_the_process_remembers():
+    """post_migrate (which follows every flush of a transactional test) empties the process's caches,
+    so a market, account or book id remembered from the flushed database is never used again."""
+    from django.apps import apps
+    from django.db.models.signals import post_migrate
+
+    from exchanges.services import orders as order_services
+
+    from .conftest import make_market, make_trader
+
+    make_market()
+    t = make_trader("flushy", funds={"USDC": 10})
+    order_place(trader=t, symbol="vaix", side="buy", type="limit", quantity=D("1"), price=D("0.003"))
+    order_services.market_get(symbol="vaix")
+    assert matching._BOOKS and matching._ACCOUNTS and matching._STATES_KNOWN and order_services._MARKETS
+    post_migrate.send(sender=apps.get_app_config("exchanges"), app_config=apps.get_app_config("exchanges"))
+    assert not (matching._BOOKS or matching._ACCOUNTS or matching._STATES_KNOWN or order_services._MARKETS)
