@@ -355,3 +355,14 @@ def test_prices_of_a_finished_fixture_are_forgotten(sim_client, feed):
     assert len(feed.latest) == 2
     feed.handle(fixture_frame(status_id=2, status_name="Finished"))
     assert feed.latest == {}
+
+
+def test_kick_off_takes_pre_match_quotes_down_at_once(sim_client, feed):
+    client, account = sim_client
+    feed.handle(fixture_frame())
+    feed.handle(odds_frame(prices={101: 1.808, 102: 3.6}))
+    assert len(sim_open(account)) == 2
+
+    feed.handle(fixture_frame(status_id=1, status_name="1st half"))  # no price update needed
+
+    assert sim_open(account) == [] and feed.counters["quotes_cancelled_on_status"] == 2

@@ -55,7 +55,7 @@ from trading.feed.protocol import (
 from trading.models import Client, Fixture, OutcomeMarket, Tournament
 from trading.pricing import check_odds
 
-from .quoting import Action, Decision, quotes_on_price, quoting_accounts
+from .quoting import Action, Decision, quotes_cancel_not_quotable, quotes_on_price, quoting_accounts
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +295,7 @@ class FeedIngest:
         self._markets_known: set[tuple[int, int, int, str]] = set()
         self._markets_miss: dict[tuple[int, str], float] = {}  # (fixture pk, bookmaker) -> when
         self._fixture_pk: dict[str, int] = {}
+        self._fixture_status: dict[str, str] = {}
         # oddsId -> (fixture generation, when): its last decisions were "nothing, the fixture may not
         # be quoted" and nothing rests; its updates are skipped until the fixture changes (a
         # fixtures frame) or PARK_TTL passes (a console change, e.g. in-play quoting switched on).
@@ -322,10 +323,16 @@ class FeedIngest:
             return self.on_odds(frame.entries)
         if isinstance(frame, FixtureUpdate):
             self.counters["fixtures_frames"] += 1
+            before = self._fixture_status.get(frame.fixture_id)
             fixture = fixture_upsert(update=frame, counters=self.counters)
             self._fixture_gen[frame.fixture_id] += 1
             if fixture is not None:
                 self._fixture_pk[fixture.fixture_id] = fixture.pk
+                self._fixture_status[fixture.fixture_id] = fixture.status
+                if before is not None and fixture.status != before:
+                    # kick-off or the end: quotes that may no longer rest come down now, not at the
+                    # next price update or the next sweep (resting in play is where a quote is picked off)
+                    self.counters["quotes_cancelled_on_status"] += quotes_cancel_not_quotable(fixture_pk=fixture.pk)
                 if fixture.status in FINAL_STATUSES:
                     self._forget_fixture(fixture.fixture_id)
             return []

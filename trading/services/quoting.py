@@ -441,12 +441,14 @@ def quote_refresh(*, order_id: int, now: dt.datetime | None = None) -> Decision 
     )
 
 
-def quotes_cancel_not_quotable(*, now: dt.datetime | None = None) -> int:
+def quotes_cancel_not_quotable(*, now: dt.datetime | None = None, fixture_pk: int | None = None) -> int:
     """Cancel the live quotes of fixtures that may no longer be quoted (kicked off and not quoted
-    in play, or over) without waiting for a price update. Returns how many were cancelled."""
+    in play, or over) without waiting for a price update; only ``fixture_pk``'s when given (the
+    feed calls it when a fixture's status changes). Returns how many were cancelled."""
     now = now or timezone.now()
+    scope = LiveQuote.objects.filter(fixture_id=fixture_pk) if fixture_pk is not None else LiveQuote.objects.all()
     candidates = (
-        LiveQuote.objects.filter(order__order_status__in=OPEN_ORDER_STATUSES)
+        scope.filter(order__order_status__in=OPEN_ORDER_STATUSES)
         .filter(
             Q(fixture__status__in=list(_OVER))
             | Q(fixture__tournament__isnull=True)
