@@ -61,7 +61,7 @@ def _place(trader, symbol: str, body: Any, default_mode: str | None = None):
         type=order_type,
         quantity=body["quantity"],
         price=price,
-        mode=body.get("mode") or default_mode or "live",
+        mode=body["mode"] if body.get("mode") is not None else (default_mode or "live"),
         **options,
     )
 
@@ -196,7 +196,9 @@ class BatchOrdersView(TraderView):
     def post(self, request, symbol):
         data = request.data
         orders = data if isinstance(data, list) else (data.get("orders") if isinstance(data, dict) else None)
-        default_mode = data.get("mode") if isinstance(data, dict) and isinstance(data.get("mode"), str) else None
+        default_mode = data.get("mode") if isinstance(data, dict) else None
+        if default_mode is not None:
+            default_mode = svc.mode_check(default_mode)
         if not isinstance(orders, list) or not orders:
             raise ExchangeError(Codes.INVALID_PARAMETER, "orders must be a non-empty array", parameter="orders")
         if len(orders) > BATCH_MAX:

@@ -199,9 +199,9 @@ def order_place(
         raise ExchangeError(Codes.INVALID_PARAMETER, f"unknown parameter {name!r}", parameter=name)
     mode = mode_check(mode)
     market = _market_for_orders(symbol)
-    if side not in SIDES:
+    if not isinstance(side, str) or side not in SIDES:
         raise ExchangeError(Codes.INVALID_SIDE, f"side must be buy or sell, got {side!r}", parameter="side")
-    if type not in BookOrderType.ALL:
+    if not isinstance(type, str) or type not in BookOrderType.ALL:
         raise ExchangeError(
             Codes.INVALID_ORDER_TYPE,
             f"order_type must be one of {', '.join(ORDER_TYPES)}, got {type!r}",
@@ -245,13 +245,16 @@ def order_place(
             )
         if expire_at <= now_us():
             raise ExchangeError(Codes.ALREADY_EXPIRED, "expire_at is in the past", parameter="expire_at")
-    stp = options.get("stp_mode") or StpMode.CANCEL_RESTING
-    stp = STP_ALIASES.get(stp, stp)
-    if stp not in StpMode.ALL:
+    stp = options.get("stp_mode")
+    stp = StpMode.CANCEL_RESTING if stp in (None, "") else stp
+    if isinstance(stp, str):
+        stp = STP_ALIASES.get(stp, stp)
+    if not isinstance(stp, str) or stp not in StpMode.ALL:
         raise ExchangeError(
             Codes.INVALID_STP_MODE, f"unknown stp_mode {options.get('stp_mode')!r}", parameter="stp_mode"
         )
-    client_order_id = options.get("client_order_id") or ""
+    client_order_id = options.get("client_order_id")
+    client_order_id = "" if client_order_id is None else client_order_id
     if not isinstance(client_order_id, str) or len(client_order_id) > 64:
         raise ExchangeError(Codes.INVALID_PARAMETER, "client_order_id must be a string of at most 64 characters")
     if client_order_id and ExchangeOrder.objects.filter(trader=trader, client_order_id=client_order_id).exists():

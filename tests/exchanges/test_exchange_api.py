@@ -285,3 +285,36 @@ def test_chart_buckets_trades_into_ohlc_candles(market, alice, bob):
         (D("0.003"), D("0.005"), D("0.003"), D("0.005"), D("20")),
     ]
     assert got[0]["timestamp"] == int(base.timestamp())
+
+
+def test_wrong_json_types_are_4xx_not_500(market, alice):
+    a = client_for(alice)
+    base = {"side": "buy", "quantity": "1", "price": "0.003"}
+    for field, value in [
+        ("order_type", {}),
+        ("order_type", []),
+        ("side", {}),
+        ("stp_mode", {"a": 1}),
+        ("stp_mode", ["x"]),
+        ("mode", {}),
+        ("expire_at", {}),
+        ("display_qty", []),
+        ("client_order_id", {}),
+        ("stop_price", {}),
+        ("time_in_force_ms", 1.5),
+    ]:
+        r = a.post(f"{BASE}/vaix/orders", {**base, field: value}, format="json")
+        assert r.status_code == 400, (field, value, r.content)
+        assert r.json()["error"]["code"]
+    r = a.post(f"{BASE}/vaix/orders/batch", {"orders": [{**base, "order_type": {}}]}, format="json")
+    assert r.status_code == 200 and r.json()["failed"] == 1
+    r = a.post(f"{BASE}/vaix/orders/batch", {"orders": [base], "mode": {}}, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_mode"
+    assert a.post(f"{BASE}/vaix/orders/batch", [1, 2], format="json").json()["failed"] == 2
+    assert a.delete(f"{BASE}/vaix/orders/batch", {"order_ids": [{}]}, format="json").status_code == 400
+    assert a.post(f"{BASE}/vaix/withdraw", {"amount": {}, "destination": "x"}, format="json").status_code == 400
+    assert (
+        a.post(f"{BASE}/vaix/withdraw", {"amount": "1", "destination": "x", "asset": {}}, format="json").status_code
+        == 400
+    )
+    assert a.post(f"{BASE}/vaix/orders", [base], format="json").status_code == 400
