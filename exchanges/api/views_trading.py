@@ -317,7 +317,7 @@ class WithdrawView(TraderView):
             amount=body.get("amount"),
             destination=body.get("destination"),
             asset=body.get("asset"),
-            mode=body.get("mode") or "live",
+            mode=body["mode"] if body.get("mode") is not None else "live",
         )
         return Response(
             {
