@@ -268,9 +268,11 @@ class MarketsHub(Hub):
         self.mode = mode
         self._read = read
         self._pending: set[str] = set()
+        self._snapshot: tuple[float, str] | None = None
 
     def on_event(self, message: dict[str, Any]) -> None:
         self._pending.update(message.get("symbols", ()))
+        self._snapshot = None  # a pair traded: the next client gets a fresh snapshot
         self._dirty = True
 
     async def compute(self) -> list[str]:
@@ -281,18 +283,23 @@ class MarketsHub(Hub):
         return [frames.to_json(frames.market(row, mode=self.mode)) for row in rows]
 
     async def initial(self) -> list[str]:
-        rows = await self._read(self.mode, None)
-        ts = frames.iso()
-        return [
-            frames.to_json(
-                {
-                    "type": "snapshot",
-                    "mode": self.mode,
-                    "markets": [frames.market(row, mode=self.mode, timestamp=ts) for row in rows],
-                    "timestamp": ts,
-                }
-            )
-        ]
+        """The snapshot of every pair, read at most once per interval however many clients connect
+        (and again as soon as a pair trades)."""
+        now = asyncio.get_running_loop().time()
+        async with self._read_lock:
+            if self._snapshot is None or now - self._snapshot[0] >= self.interval:
+                rows = await self._read(self.mode, None)
+                ts = frames.iso()
+                text = frames.to_json(
+                    {
+                        "type": "snapshot",
+                        "mode": self.mode,
+                        "markets": [frames.market(row, mode=self.mode, timestamp=ts) for row in rows],
+                        "timestamp": ts,
+                    }
+                )
+                self._snapshot = (now, text)
+            return [self._snapshot[1]]
 
 
 # --- registry ---------------------------------------------------------------------------------------------------
