@@ -10,11 +10,75 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import orjson
 
 VENUE_CLOB = "CLOB"
+
+Level = list[str | None]  # [price, size]
+
+
+class BookFrame(TypedDict, total=False):
+    type: Literal["snapshot", "update"]
+    symbol: str
+    mode: str
+    sequence: int
+    prev_sequence: int  # updates only
+    bids: list[Level]
+    asks: list[Level]
+    timestamp: str
+
+
+class TradeFrame(TypedDict):
+    type: Literal["trade"]
+    symbol: str
+    mode: str
+    trade_id: str
+    price: str | None
+    quantity: str | None
+    side: str
+    venue: str
+    timestamp: str
+
+
+class PriceFrame(TypedDict):
+    type: Literal["price"]
+    symbol: str
+    mode: str
+    price: str | None
+    timestamp: str
+
+
+class BboFrame(TypedDict):
+    type: Literal["bbo"]
+    symbol: str
+    mode: str
+    best_bid: str | None
+    best_bid_size: str | None
+    best_ask: str | None
+    best_ask_size: str | None
+    timestamp: str
+
+
+class BalanceFrame(TypedDict):
+    type: Literal["balance_update"]
+    mode: str
+    asset: str
+    available: str | None
+    locked: str | None
+    total: str | None
+    timestamp: str
+
+
+class ErrorBody(TypedDict):
+    code: str
+    message: str
+
+
+class ErrorFrame(TypedDict):
+    type: Literal["error"]
+    error: ErrorBody
 
 
 def dec(value: Any) -> str | None:
@@ -53,7 +117,7 @@ def _default(value: Any) -> Any:
 # --- public frames -------------------------------------------------------------------------------------------
 
 
-def book_snapshot(*, symbol: str, mode: str, sequence: int, bids, asks, timestamp: str | None = None) -> dict:
+def book_snapshot(*, symbol: str, mode: str, sequence: int, bids, asks, timestamp: str | None = None) -> BookFrame:
     return {
         "type": "snapshot",
         "symbol": symbol,
@@ -65,7 +129,7 @@ def book_snapshot(*, symbol: str, mode: str, sequence: int, bids, asks, timestam
     }
 
 
-def book_update(*, symbol: str, mode: str, sequence: int, bids, asks, timestamp: str | None = None) -> dict:
+def book_update(*, symbol: str, mode: str, sequence: int, bids, asks, timestamp: str | None = None) -> BookFrame:
     """One delta: the levels that changed with their new total size (``"0"`` = the level is gone).
     ``prev_sequence`` is ``sequence - 1``: a client whose last sequence differs has missed a delta."""
     return {
@@ -80,7 +144,7 @@ def book_update(*, symbol: str, mode: str, sequence: int, bids, asks, timestamp:
     }
 
 
-def trade(*, symbol: str, mode: str, trade_id: str, price, quantity, side: str, timestamp) -> dict:
+def trade(*, symbol: str, mode: str, trade_id: str, price, quantity, side: str, timestamp) -> TradeFrame:
     """Seed: ``{ price, quantity, side, venue, timestamp }``; ``side`` is the taker's (aggressor's) side."""
     return {
         "type": "trade",
@@ -95,7 +159,7 @@ def trade(*, symbol: str, mode: str, trade_id: str, price, quantity, side: str, 
     }
 
 
-def price(*, symbol: str, mode: str, price, timestamp) -> dict:
+def price(*, symbol: str, mode: str, price, timestamp) -> PriceFrame:
     """The price ticker: the last trade price only."""
     return {
         "type": "price",
@@ -106,7 +170,7 @@ def price(*, symbol: str, mode: str, price, timestamp) -> dict:
     }
 
 
-def bbo(*, symbol: str, mode: str, best_bid, best_bid_size, best_ask, best_ask_size, timestamp=None) -> dict:
+def bbo(*, symbol: str, mode: str, best_bid, best_bid_size, best_ask, best_ask_size, timestamp=None) -> BboFrame:
     """Seed: ``{ best_bid, best_bid_size, best_ask, best_ask_size, timestamp }``."""
     return {
         "type": "bbo",
@@ -129,7 +193,7 @@ def market(stats: Mapping[str, Any], *, mode: str, timestamp: str | None = None)
     return frame
 
 
-def error(code: str, message: str) -> dict:
+def error(code: str, message: str) -> ErrorFrame:
     return {"type": "error", "error": {"code": code, "message": message}}
 
 
@@ -168,7 +232,7 @@ def fill(fill_body: Mapping[str, Any], *, mode: str) -> dict:
     return _private("fill", fill_body, mode)
 
 
-def balance_update(*, mode: str, asset: str, available, locked, timestamp=None) -> dict:
+def balance_update(*, mode: str, asset: str, available, locked, timestamp=None) -> BalanceFrame:
     available_d = Decimal(str(available))
     locked_d = Decimal(str(locked))
     return {
