@@ -25,7 +25,6 @@ thread-safe). Ctrl-C stops the web server; the feed, streams and scheduler stop 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 
@@ -40,6 +39,7 @@ from .run_scheduler import Scheduler
 log = logging.getLogger("trading.live")
 
 IN_MEMORY = "channels.layers.InMemoryChannelLayer"
+_tasks: list[asyncio.Task] = []  # background tasks on the server's loop (a reference keeps them alive)
 LOOP_SAFE = f"{__name__}.LoopSafeInMemoryChannelLayer"
 
 
@@ -107,12 +107,7 @@ class Command(BaseCommand):
 
         def start_background() -> None:
             if not o["no_feed"]:
-                task = home.create_task(
-                    run_feed(
-                        url=None, api_key=None, replay=o["replay"], speed=o["speed"], loop=True, install_signals=False
-                    )
-                )
-                task.add_done_callback(_report_feed_end)
+                _tasks.append(home.create_task(_supervised_feed(o["replay"], o["speed"])))
             if not o["no_venue_streams"]:
                 _daemon(
                     "venue streams",
@@ -136,8 +131,14 @@ class Command(BaseCommand):
             stop.set()
 
 
-def _report_feed_end(task: asyncio.Task) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        exc = task.exception()
-        if exc is not None:
-            log.error("run_live: the odds feed stopped with an error", exc_info=exc)
+async def _supervised_feed(replay: str, speed: float) -> None:
+    """The replayed feed, started again 5 s after it stops with an error (the health check has
+    soft-paused trading meanwhile: a feed that is down must not leave quotes to go stale)."""
+    while True:
+        try:
+            await run_feed(url=None, api_key=None, replay=replay, speed=speed, loop=True, install_signals=False)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a process boundary: log with traceback, restart
+            log.exception("run_live: the odds feed stopped with an error; restarting in 5 s")
+        await asyncio.sleep(5)
