@@ -218,3 +218,23 @@ async def test_the_live_loops_channel_layer_delivers_sends_from_worker_threads_o
     finally:
         loop.set_debug(False)
         LoopSafeInMemoryChannelLayer.home_loop = None
+
+
+@pytest.mark.postgres
+def test_without_replay_or_snapshot_of_odds_a_reconnect_takes_quotes_on_stale_prices_down(demo):
+    client, account = demo
+    srv = ServerThread(api_keys={"KEY"}, replay_channels=("fixtures", "scores"))
+    feed = FeedThread(srv.server.url)  # no snapshot source, as against the live gateway today
+    try:
+        wait_until(lambda: srv.server.connections == 1)
+        srv.call(lambda: srv.server.publish("fixtures", fixture_payload()))
+        srv.call(lambda: srv.server.publish("odds", odds(1.808)))
+        wait_until(lambda: len(venue_open(account)) == 1)
+
+        srv.call(srv.server.drop_connections)
+        wait_until(lambda: feed.runner.client.metrics.reconnects >= 1)
+        wait_until(lambda: venue_open(account) == [])
+    finally:
+        feed.stop()
+        srv.close()
+    assert feed.runner.ingest.counters["odds_invalidated"] == 1

@@ -129,6 +129,7 @@ class FeedRunner:
         self.resyncs = 0
         self._stopping = asyncio.Event()
         self._needs_resync = False
+        self._logged_in_before = False
         self._controls: tuple | None = None
 
     async def _sync(self, fn, *args, **kwargs) -> Any:
@@ -147,6 +148,14 @@ class FeedRunner:
             return
         if kind == "login_ok":  # alive from this moment, not from the next tick of the beat loop
             await asyncio.get_running_loop().run_in_executor(self.beat_executor, heartbeat, self.source)
+            resume = getattr(frame, "resume", None)
+            unreplayed = resume is not None and "odds" not in resume.replay_channels
+            if self._logged_in_before and unreplayed and not self.has_snapshots and self.ingest.latest:
+                # The gateway does not replay odds and we have no snapshot: what changed while we
+                # were away is lost, so the quotes priced from what we knew come down.
+                log.warning("odds feed: odds are not replayed and no snapshot source: cancelling stale quotes")
+                await self._sync(self.ingest.invalidate_odds)
+            self._logged_in_before = True
         await self._sync(self.ingest.handle, frame)
         if (
             isinstance(frame, SnapshotRequired)
