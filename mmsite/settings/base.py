@@ -359,3 +359,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+if not REDIS_URL:
+    # Embedded default: tasks run in-process, and a line per task success would drown the live loop's
+    # log (bin/run). Task failures still log at ERROR. Production workers log as Celery configures them.
+    LOGGING["loggers"]["celery.app.trace"] = {"level": env.str("TASK_LOG_LEVEL", default="WARNING")}
