@@ -26,9 +26,9 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
+from mmsite.ws_slots import CacheSlots
 from trading.api.authentication import authenticate_key
 from trading.events import ALL_CLIENTS_GROUP, client_group, iso_z
 from trading.models import ApiKey
@@ -50,51 +50,18 @@ def _now() -> str:
 # --- connection slots ----------------------------------------------------------------------------------------
 
 
-class ConnectionSlots:
-    """At most ``limit`` concurrent connections per API key, across every web process.
-
-    Each connection holds one of ``limit`` numbered slot keys in the cache (Redis in production),
-    taken with ``cache.add`` (atomic SET NX) and holding the connection's id. A slot has its own
-    TTL, refreshed by the heartbeat, so a process that dies without a clean disconnect frees its
-    slots within one TTL; a counter could not do that (live connections would keep refreshing
-    the leaked count). The TTL is three heartbeats, at least one second.
-    """
+class ConnectionSlots(CacheSlots):
+    """At most ``limit`` concurrent connections per API key, across every web process
+    (:class:`mmsite.ws_slots.CacheSlots`). The TTL is three heartbeats, at least one second."""
 
     def __init__(self, api_key_id: int, *, limit: int, ttl: int) -> None:
+        super().__init__(f"mm.ws.slot.{api_key_id}", limit=limit, ttl=ttl)
         self.api_key_id = api_key_id
-        self.limit = limit
-        self.ttl = ttl
 
     @classmethod
     def for_key(cls, api_key_id: int) -> ConnectionSlots:
         heartbeat = float(settings.MM_WS_HEARTBEAT_SECONDS)
         return cls(api_key_id, limit=int(settings.MM_WS_MAX_CONNECTIONS_PER_KEY), ttl=max(1, math.ceil(3 * heartbeat)))
-
-    def slot_key(self, n: int) -> str:
-        return f"mm.ws.slot.{self.api_key_id}.{n}"
-
-    async def acquire(self, owner: str) -> str | None:
-        """Take a free slot for ``owner``; return its cache key, or None when all are held."""
-        for n in range(self.limit):
-            key = self.slot_key(n)
-            if await cache.aadd(key, owner, timeout=self.ttl):
-                return key
-        return None
-
-    async def refresh(self, slot: str | None, owner: str) -> str | None:
-        """Extend ``owner``'s slot; if it expired meanwhile (a long stall) or was lost, take one again."""
-        if slot is not None and await cache.aget(slot) == owner and await cache.atouch(slot, timeout=self.ttl):
-            return slot
-        return await self.acquire(owner)
-
-    async def release(self, slot: str, owner: str) -> None:
-        if await cache.aget(slot) == owner:  # never free a slot that expired and went to someone else
-            await cache.adelete(slot)
-
-    async def held(self) -> int:
-        """How many slots are held now (for diagnostics and tests)."""
-        values = await cache.aget_many([self.slot_key(n) for n in range(self.limit)])
-        return len(values)
 
 
 # --- the consumer ----------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ connections would keep refreshing the leaked count).
 
 from __future__ import annotations
 
-from django.core.cache import cache
+from mmsite.ws_slots import CacheSlots
 
 from . import conf
 
@@ -24,12 +24,11 @@ def client_ip(scope: dict) -> str:
     return str(client[0])
 
 
-class ConnectionSlots:
+class ConnectionSlots(CacheSlots):
     def __init__(self, ip: str, channel: str, *, limit: int, ttl: int) -> None:
+        super().__init__(f"xws.slot.{channel}.{ip}", limit=limit, ttl=ttl)
         self.ip = ip
         self.channel = channel
-        self.limit = limit
-        self.ttl = ttl
 
     @classmethod
     def for_connection(cls, ip: str, channel: str) -> ConnectionSlots:
@@ -39,28 +38,3 @@ class ConnectionSlots:
             limit=conf.max_connections_per_ip(),
             ttl=conf.slot_ttl_seconds(),
         )
-
-    def slot_key(self, n: int) -> str:
-        return f"xws.slot.{self.channel}.{self.ip}.{n}"
-
-    async def acquire(self, owner: str) -> str | None:
-        """Take a free slot for ``owner``; return its cache key, or None when all are held."""
-        for n in range(self.limit):
-            key = self.slot_key(n)
-            if await cache.aadd(key, owner, timeout=self.ttl):
-                return key
-        return None
-
-    async def refresh(self, slot: str | None, owner: str) -> str | None:
-        """Extend ``owner``'s slot; if it expired meanwhile (a long stall), take one again."""
-        if slot is not None and await cache.aget(slot) == owner and await cache.atouch(slot, timeout=self.ttl):
-            return slot
-        return await self.acquire(owner)
-
-    async def release(self, slot: str, owner: str) -> None:
-        if await cache.aget(slot) == owner:  # never free a slot that expired and went to someone else
-            await cache.adelete(slot)
-
-    async def held(self) -> int:
-        values = await cache.aget_many([self.slot_key(n) for n in range(self.limit)])
-        return len(values)
