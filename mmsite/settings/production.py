@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .base import env
+from .base import DATABASES, IS_POSTGRES, env
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -20,3 +20,12 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# A connection pool per process by default: daphne runs each request's sync code in a thread of its
+# own, and with persistent connections every finished thread keeps one open until garbage collection,
+# which exhausts PostgreSQL's max_connections under load. DB_POOL=0 turns it off; base.py applies a
+# DB_POOL set in the environment, this only supplies the production default.
+_pool_size = env.int("DB_POOL", default=10)
+if IS_POSTGRES and _pool_size > 0 and "pool" not in DATABASES["default"]["OPTIONS"]:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _pool_size, "timeout": 10}
