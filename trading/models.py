@@ -6,8 +6,6 @@ derived properties. Money and prices are ``Decimal``/``NUMERIC``.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from decimal import Decimal
 
 from django.db import models
@@ -17,6 +15,7 @@ from django.utils import timezone
 
 from exchanges.choices import Exchange
 from mmsite.crypto import decrypt_json, encrypt_json
+from mmsite.keys import HashedApiKey, HashedKeyQuerySet
 
 from .choices import (
     OPEN_ORDER_STATUSES,
@@ -62,56 +61,21 @@ class Client(models.Model):
         return self.display_name or self.name
 
 
-class ApiKeyQuerySet(models.QuerySet):
-    def active(self) -> ApiKeyQuerySet:
-        return self.filter(revoked_at__isnull=True)
+ApiKeyQuerySet = HashedKeyQuerySet
 
 
-class ApiKey(models.Model):
-    """A client API key. Stored as a public prefix plus the SHA-256 of the whole key:
-    the key is shown once at creation and cannot be recovered. Keys are 256-bit random,
-    so a fast hash is as safe as a slow one and keeps authentication cheap."""
+class ApiKey(HashedApiKey):
+    """A client API key ``mm_<prefix>_<secret>`` (:class:`mmsite.keys.HashedApiKey`)."""
 
-    PREFIX_LEN = 10
+    SCHEME = "mm"
 
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=128, blank=True, default="")
-    prefix = models.CharField(max_length=16, unique=True)
-    key_hash = models.CharField(max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         verbose_name = "client API key"
 
     def __str__(self) -> str:
         return f"mm_{self.prefix}… ({self.client})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
-    @staticmethod
-    def hash_key(raw_key: str) -> str:
-        return hashlib.sha256(raw_key.encode()).hexdigest()
-
-    @staticmethod
-    def parse_prefix(raw_key: str) -> str | None:
-        """``mm_<prefix>_<secret>`` -> prefix, or None when the shape is wrong."""
-        parts = raw_key.split("_", 2)
-        if len(parts) != 3 or parts[0] != "mm" or len(parts[1]) != ApiKey.PREFIX_LEN or not parts[2]:
-            return None
-        return parts[1]
-
-    @classmethod
-    def generate(cls) -> tuple[str, str, str]:
-        """Return ``(raw_key, prefix, key_hash)`` for a new key."""
-        prefix = secrets.token_hex(cls.PREFIX_LEN // 2)
-        raw = f"mm_{prefix}_{secrets.token_urlsafe(32)}"
-        return raw, prefix, cls.hash_key(raw)
 
 
 class ClientTradingState(models.Model):

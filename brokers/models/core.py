@@ -7,8 +7,6 @@ used by the API, the console and the tasks alike.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
 from decimal import Decimal
 
@@ -18,6 +16,7 @@ from django.db.models import F, Q
 
 from brokers.choices import ALL_SCOPES, TransferKind, WithdrawalStatus
 from exchanges.ledger.choices import AMOUNT_DIGITS, AMOUNT_PLACES
+from mmsite.keys import HashedApiKey, HashedKeyQuerySet
 
 __all__ = [
     "Broker",
@@ -121,27 +120,16 @@ class BrokerStaff(models.Model):
         return f"{self.user} @ {self.broker}"
 
 
-class BrokerApiKeyQuerySet(models.QuerySet):
-    def active(self) -> BrokerApiKeyQuerySet:
-        return self.filter(revoked_at__isnull=True)
+BrokerApiKeyQuerySet = HashedKeyQuerySet
 
 
-class BrokerApiKey(models.Model):
-    """A broker API key ``bk_<prefix>_<secret>``: prefix plus SHA-256 stored, shown once, revocable."""
+class BrokerApiKey(HashedApiKey):
+    """A broker API key ``bk_<prefix>_<secret>`` (:class:`mmsite.keys.HashedApiKey`) with scopes."""
 
-    PREFIX_LEN = 10
     SCHEME = "bk"
 
     broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=128, blank=True, default="")
-    prefix = models.CharField(max_length=16, unique=True)
-    key_hash = models.CharField(max_length=64)
     scopes = models.JSONField(default=list, help_text="list of scopes, e.g. ['clients:list', 'balance:read']")
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    objects = BrokerApiKeyQuerySet.as_manager()
 
     class Meta:
         verbose_name = "broker API key"
@@ -149,31 +137,8 @@ class BrokerApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.SCHEME}_{self.prefix}… ({self.broker})"
 
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
     def has_scope(self, scope: str) -> bool:
         return scope in (self.scopes or [])
-
-    @staticmethod
-    def hash_key(raw_key: str) -> str:
-        return hashlib.sha256(raw_key.encode()).hexdigest()
-
-    @classmethod
-    def parse_prefix(cls, raw_key: str) -> str | None:
-        """``bk_<prefix>_<secret>`` -> prefix, or None when the shape is wrong."""
-        parts = raw_key.split("_", 2)
-        if len(parts) != 3 or parts[0] != cls.SCHEME or len(parts[1]) != cls.PREFIX_LEN or not parts[2]:
-            return None
-        return parts[1]
-
-    @classmethod
-    def generate(cls) -> tuple[str, str, str]:
-        """Return ``(raw_key, prefix, key_hash)`` for a new key."""
-        prefix = secrets.token_hex(cls.PREFIX_LEN // 2)
-        raw = f"{cls.SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
-        return raw, prefix, cls.hash_key(raw)
 
     @staticmethod
     def valid_scopes(scopes) -> list[str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from django.db import models
+
+from mmsite.keys import HashedApiKey, HashedKeyQuerySet
 
 
 class TraderTier(models.TextChoices):
@@ -37,46 +38,27 @@ class Trader(models.Model):
         return str(self.pk)
 
 
-class TraderApiKeyQuerySet(models.QuerySet):
-    def active(self) -> TraderApiKeyQuerySet:
-        return self.filter(revoked_at__isnull=True)
+TraderApiKeyQuerySet = HashedKeyQuerySet
 
 
-class TraderApiKey(models.Model):
+class TraderApiKey(HashedApiKey):
     """A trader API key: prefix plus SHA-256 stored, shown once, revocable.
 
     New keys have the seed's shape ``evt_<64 hex>`` (the seed's SDK refuses any other shape); the
     prefix is the first 10 hex digits. Keys of the earlier shape ``tk_<prefix>_<secret>`` still work.
     """
 
-    PREFIX_LEN = 10
     SCHEME = "tk"
     SEED_SCHEME = "evt"
     SEED_HEX_LEN = 64
 
     trader = models.ForeignKey(Trader, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=128, blank=True, default="")
-    prefix = models.CharField(max_length=16, unique=True)
-    key_hash = models.CharField(max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    objects = TraderApiKeyQuerySet.as_manager()
 
     class Meta:
         verbose_name = "trader API key"
 
     def __str__(self) -> str:
         return f"{self.SCHEME}_{self.prefix}… ({self.trader})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
-    @staticmethod
-    def hash_key(raw_key: str) -> str:
-        return hashlib.sha256(raw_key.encode()).hexdigest()
 
     @classmethod
     def parse_prefix(cls, raw_key: str) -> str | None:
@@ -86,10 +68,7 @@ class TraderApiKey(models.Model):
             if len(body) != cls.SEED_HEX_LEN or any(c not in "0123456789abcdef" for c in body):
                 return None
             return body[: cls.PREFIX_LEN]
-        parts = raw_key.split("_", 2)
-        if len(parts) != 3 or parts[0] != cls.SCHEME or len(parts[1]) != cls.PREFIX_LEN or not parts[2]:
-            return None
-        return parts[1]
+        return super().parse_prefix(raw_key)
 
     @classmethod
     def generate(cls) -> tuple[str, str, str]:

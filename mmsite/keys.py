@@ -1,0 +1,58 @@
+"""API keys shared by every family: a public prefix plus the SHA-256 of the whole key.
+
+The key is shown once at creation and cannot be recovered. Keys are 256-bit random, so a fast hash
+is as safe as a slow one and keeps authentication cheap. Subclasses set ``SCHEME`` (the key reads
+``<scheme>_<prefix>_<secret>``), add their owner foreign key and their own ``Meta``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.db import models
+
+
+class HashedKeyQuerySet(models.QuerySet):
+    def active(self) -> HashedKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class HashedApiKey(models.Model):
+    PREFIX_LEN = 10
+    SCHEME = ""
+
+    name = models.CharField(max_length=128, blank=True, default="")
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = HashedKeyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def hash_key(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @classmethod
+    def parse_prefix(cls, raw_key: str) -> str | None:
+        """``<scheme>_<prefix>_<secret>`` -> prefix, or None when the shape is wrong."""
+        parts = raw_key.split("_", 2)
+        if len(parts) != 3 or parts[0] != cls.SCHEME or len(parts[1]) != cls.PREFIX_LEN or not parts[2]:
+            return None
+        return parts[1]
+
+    @classmethod
+    def generate(cls) -> tuple[str, str, str]:
+        """Return ``(raw_key, prefix, key_hash)`` for a new key."""
+        prefix = secrets.token_hex(cls.PREFIX_LEN // 2)
+        raw = f"{cls.SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+        return raw, prefix, cls.hash_key(raw)
