@@ -8,9 +8,14 @@ is as safe as a slow one and keeps authentication cheap. Subclasses set ``SCHEME
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+from datetime import timedelta
 
 from django.db import models
+from django.utils import timezone
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class HashedKeyQuerySet(models.QuerySet):
@@ -56,3 +61,23 @@ class HashedApiKey(models.Model):
         prefix = secrets.token_hex(cls.PREFIX_LEN // 2)
         raw = f"{cls.SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
         return raw, prefix, cls.hash_key(raw)
+
+    @classmethod
+    def resolve(cls, raw_key: str | None, *, select_related: tuple[str, ...] = ()):
+        """The active key ``raw_key`` is, or None if missing, malformed, unknown or revoked.
+
+        Compares the hash in constant time and records ``last_used_at`` at most once a minute per key.
+        """
+        if not raw_key:
+            return None
+        raw_key = raw_key.strip()
+        prefix = cls.parse_prefix(raw_key)
+        if prefix is None:
+            return None
+        key = cls.objects.active().select_related(*select_related).filter(prefix=prefix).first()
+        if key is None or not hmac.compare_digest(key.key_hash, cls.hash_key(raw_key)):
+            return None
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+            cls.objects.filter(pk=key.pk).update(last_used_at=now)
+        return key

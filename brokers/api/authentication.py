@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
 from brokers.models import Broker, BrokerApiKey
-
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -32,18 +27,9 @@ class BrokerPrincipal:
 
 def authenticate_broker_key(raw_key: str | None) -> BrokerPrincipal | None:
     """Resolve a raw key to its principal, or None if missing, malformed, unknown or revoked."""
-    if not raw_key:
+    key = BrokerApiKey.resolve(raw_key, select_related=("broker", "broker__account"))
+    if key is None:
         return None
-    raw_key = raw_key.strip()
-    prefix = BrokerApiKey.parse_prefix(raw_key)
-    if prefix is None:
-        return None
-    key = BrokerApiKey.objects.active().select_related("broker", "broker__account").filter(prefix=prefix).first()
-    if key is None or not hmac.compare_digest(key.key_hash, BrokerApiKey.hash_key(raw_key)):
-        return None
-    now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        BrokerApiKey.objects.filter(pk=key.pk).update(last_used_at=now)  # at most once a minute per key
     return BrokerPrincipal(broker=key.broker, api_key=key)
 
 

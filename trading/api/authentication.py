@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
 from trading.models import ApiKey, Client
-
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -31,17 +26,9 @@ class ClientPrincipal:
 
 def authenticate_key(raw_key: str | None) -> ClientPrincipal | None:
     """Resolve a raw key to its principal, or None if missing, malformed, unknown or revoked."""
-    if not raw_key:
+    key = ApiKey.resolve(raw_key, select_related=("client",))
+    if key is None:
         return None
-    prefix = ApiKey.parse_prefix(raw_key.strip())
-    if prefix is None:
-        return None
-    key = ApiKey.objects.active().select_related("client").filter(prefix=prefix).first()
-    if key is None or not hmac.compare_digest(key.key_hash, ApiKey.hash_key(raw_key.strip())):
-        return None
-    now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)  # at most once a minute per key
     return ClientPrincipal(client=key.client, api_key=key)
 
 
