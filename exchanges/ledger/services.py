@@ -427,3 +427,117 @@ def trade_settle(
         kind=TxKind.TRADE,
         memo=memo,
     )
+
+
+# --- one-round-trip holds (PostgreSQL; the same result as hold_place / hold_release elsewhere) ------------------
+
+
+def _one_trip() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+def hold_place_new(*, account: LedgerAccount, amount: Decimal, reference: str) -> Hold:
+    """:func:`hold_place` for a ``reference`` never used on ``account`` before (e.g. a fresh random order
+    id): no idempotency lookup, and on PostgreSQL one statement that raises the account's ``held`` only if
+    ``balance - held`` covers ``amount`` (the ``UPDATE`` takes the account's row lock, the same lock
+    :func:`lock_accounts` would) and inserts the hold. :class:`InsufficientFunds` writes nothing; a
+    reference that already exists raises ``IntegrityError`` (the caller's whole transaction fails)."""
+    amount = _positive(amount)
+    if not reference:
+        raise InvalidLegs("a hold needs a reference")
+    if not _one_trip():
+        return hold_place(account=account, amount=amount, reference=reference)
+    from django.db import connection
+
+    now = timezone.now()
+    acct, hold = LedgerAccount._meta.db_table, Hold._meta.db_table
+    with _atomic(), connection.cursor() as cur:
+        cur.execute(
+            f"WITH a AS (UPDATE {acct} SET held = held + %(amount)s, updated_at = %(now)s "
+            f"WHERE id = %(account)s AND (is_system OR balance - held >= %(amount)s) RETURNING id) "
+            f"INSERT INTO {hold} (account_id, reference, amount, remaining, captured, released, status, "
+            f"created_at, updated_at) SELECT id, %(reference)s, %(amount)s, %(amount)s, 0, 0, %(status)s, "
+            f"%(now)s, %(now)s FROM a RETURNING id",
+            {"amount": amount, "now": now, "account": account.pk, "reference": reference, "status": HoldStatus.ACTIVE},
+        )
+        row = cur.fetchone()
+        if row is None:
+            have = LedgerAccount.objects.filter(pk=account.pk).values_list("balance", "held").first()
+            if have is None:
+                raise InvalidLegs(f"unknown account {account.pk}")
+            raise InsufficientFunds(account_id=account.pk, available=have[0] - have[1], requested=amount)
+    h = Hold(
+        id=row[0],
+        account_id=account.pk,
+        reference=reference,
+        amount=amount,
+        remaining=amount,
+        captured=ZERO,
+        released=ZERO,
+        status=HoldStatus.ACTIVE,
+        created_at=now,
+        updated_at=now,
+    )
+    h._state.adding = False
+    h._state.db = "default"
+    return h
+
+
+def hold_release_rest(*, hold: Hold) -> Hold:
+    """:func:`hold_release` of all that remains of ``hold``, on PostgreSQL in one round trip: the account's
+    ``held`` lowered by the hold's remaining (locking the account), then the hold closed (locking it):
+    the ledger's lock order. Reads the hold's amounts in the database, never from ``hold`` (which may be
+    stale). A hold already closed is left as it is (a no-op, like :func:`hold_release`). Returns the hold
+    as it now stands in the database."""
+    if not _one_trip():
+        return hold_release(hold=hold)
+    from django.db import connection
+
+    now = timezone.now()
+    acct, table = LedgerAccount._meta.db_table, Hold._meta.db_table
+    params = {"hold": hold.pk, "now": now, "open": list(OPEN_HOLD_STATUSES), "released": HoldStatus.RELEASED}
+    with _atomic(), connection.cursor() as cur:
+        # Two statements, one round trip. The first locks the account and reads the hold's remaining in
+        # the same statement; nothing else writes this hold without that account's lock, so the second
+        # sees the same remaining.
+        cur.execute(
+            f"UPDATE {acct} AS a SET held = a.held - h.remaining, updated_at = %(now)s FROM {table} AS h "
+            f"WHERE h.id = %(hold)s AND a.id = h.account_id AND h.status = ANY(%(open)s) AND h.remaining > 0 "
+            f"RETURNING a.held, h.remaining; "
+            f"UPDATE {table} SET released = released + remaining, remaining = 0, status = %(released)s, "
+            f"updated_at = %(now)s WHERE id = %(hold)s AND status = ANY(%(open)s) "
+            f"RETURNING account_id, reference, amount, remaining, captured, released, status, created_at",
+            params,
+        )
+        moved = cur.fetchone()
+        cur.nextset()
+        row = cur.fetchone()
+        if row is None:  # closed already: nothing was moved (the first statement matched no open hold)
+            if moved is not None:
+                raise LedgerError(f"hold {hold.pk}: released from its account but not closed")
+            return Hold.objects.get(pk=hold.pk)
+        if moved is None:
+            if row[3] == 0 and row[5] == row[2] - row[4]:  # an open hold with nothing left: closed, no move
+                pass
+            else:
+                raise LedgerError(f"hold {hold.pk}: closed but its account was not released")
+        elif moved[0] < 0:
+            raise LedgerError(f"account of hold {hold.pk}: held would go negative")
+    account_id, reference, amount, remaining, captured, released, status, created_at = row
+    h = Hold(
+        id=hold.pk,
+        account_id=account_id,
+        reference=reference,
+        amount=amount,
+        remaining=remaining,
+        captured=captured,
+        released=released,
+        status=status,
+        created_at=created_at,
+        updated_at=now,
+    )
+    h._state.adding = False
+    h._state.db = "default"
+    return h

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models.signals import post_migrate
 from django.utils import timezone
 
@@ -308,52 +308,96 @@ class Run:
 _STATE_FIELDS = ("id", "market_id", "mode", "sequence", "trade_no", "counter", "last_price", "clock", "stamp")
 
 
-def _lock_book_state(market: Market, mode: str) -> BookState:
+class _Preload:
+    """Order rows (with their trader and hold) a command will touch, known before the lock: the query is
+    compiled before the lock and, on PostgreSQL, sent in the lock's own round trip (read after the lock
+    is granted, so as fresh as a query under the lock)."""
+
+    def __init__(self, order_ids: Iterable[str]):
+        qs = ExchangeOrder.objects.filter(order_id__in=sorted(set(order_ids))).select_related("trader", "hold")
+        self.compiler = qs.query.get_compiler(using="default")
+        self.sql, self.params = self.compiler.as_sql()
+
+    def orders(self, rows: list) -> dict[str, ExchangeOrder]:
+        from django.db.models.query import get_related_populators
+
+        compiler = self.compiler
+        select, klass_info = compiler.select, compiler.klass_info
+        fields = klass_info["select_fields"]
+        start, end = fields[0], fields[-1] + 1
+        init_list = [f[0].target.attname for f in select[start:end]]
+        populators = get_related_populators(klass_info, select, "default")
+        out: dict[str, ExchangeOrder] = {}
+        for row in compiler.results_iter(results=[rows]):
+            obj = ExchangeOrder.from_db("default", init_list, row[start:end])
+            for populator in populators:
+                populator.populate(row, obj)
+            out[obj.order_id] = obj
+        return out
+
+
+def _lock_book_state(market: Market, mode: str, preload: _Preload | None = None) -> tuple[BookState, dict]:
     """``SELECT … FOR UPDATE`` the book's row. On PostgreSQL one round trip sets a 5 s lock timeout for
-    this transaction and takes the lock (the values are an integer id and a checked mode string)."""
+    this transaction, takes the lock (the values are an integer id and a checked mode string) and reads
+    the ``preload`` order rows. Returns the row and those orders by order id."""
     if mode not in ("live", "paper"):
         raise ExchangeError(Codes.INVALID_MODE, f"unknown mode {mode!r}")
     try:
         if connection.vendor == "postgresql":
+            sql = (
+                f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'; "
+                f"SELECT {', '.join(_STATE_FIELDS)} FROM {BookState._meta.db_table} "
+                f"WHERE market_id = {int(market.pk)} AND mode = '{mode}' FOR UPDATE"
+            )
             with connection.cursor() as cur:
-                cur.execute(
-                    f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'; "
-                    f"SELECT {', '.join(_STATE_FIELDS)} FROM {BookState._meta.db_table} "
-                    f"WHERE market_id = {int(market.pk)} AND mode = '{mode}' FOR UPDATE"
-                )
+                if preload is not None:
+                    cur.execute(f"{sql}; {preload.sql}", preload.params)
+                else:
+                    cur.execute(sql)
                 cur.nextset()  # the first result is the SET's
                 row = cur.fetchone()
+                rows = []
+                if preload is not None:
+                    cur.nextset()
+                    rows = cur.fetchall()
             state = BookState(**dict(zip(_STATE_FIELDS, row, strict=True)))
             state._state.adding = False
             state._state.db = "default"
-            return state
-        return BookState.objects.select_for_update().get(market=market, mode=mode)
+            return state, (preload.orders(rows) if preload is not None else {})
+        state = BookState.objects.select_for_update().get(market=market, mode=mode)
+        if preload is None:
+            return state, {}
+        with connection.cursor() as cur:
+            cur.execute(preload.sql, preload.params)
+            return state, preload.orders(cur.fetchall())
     except OperationalError as exc:
         if "lock timeout" in str(exc).lower() or "lock_timeout" in str(exc).lower():
             raise ExchangeError(Codes.BUSY, "the order book is busy, try again", status=503) from exc
         raise
 
 
-def run_on_book(*, market: Market, mode: str, command: Callable[[Run], Any]) -> Any:
+def run_on_book(*, market: Market, mode: str, command: Callable[[Run], Any], preload_orders: Iterable[str] = ()) -> Any:
     """Run ``command(run)`` on the locked (market, mode) book and persist what it did, in one transaction.
 
     Holds the book's ``BookState`` row ``FOR UPDATE`` throughout. ``command`` calls the in-memory book
     through ``run.apply(...)``; it may raise :class:`ExchangeError` (nothing is written). Returns what
-    ``command`` returned.
+    ``command`` returned. ``preload_orders``: ids of existing orders the command will touch; their rows
+    (with trader and hold) are read right after the lock, in its round trip, into ``run.loaded``.
     """
     book_state_ensure(market=market, mode=mode)
     key = (market.pk, mode)
     after: list[Callable[[], None]] = []
+    preload = _Preload(preload_orders) if preload_orders else None
     try:
         with transaction.atomic():
-            state = _lock_book_state(market, mode)
+            state, loaded = _lock_book_state(market, mode, preload)
             with _BOOKS_GUARD:
                 local = _BOOKS.get(key)
             if local is None or local.stamp != state.stamp or local.market_updated_at != market.updated_at:
                 local = _rebuild(market, mode, state)
                 with _BOOKS_GUARD:
                     _BOOKS[key] = local
-            run = Run(market=market, mode=mode, local=local, state=state, now=now_us())
+            run = Run(market=market, mode=mode, local=local, state=state, now=now_us(), loaded=loaded)
             run.expire()
             result = command(run)
             if run.dirty:
@@ -479,8 +523,9 @@ def _persist(run: Run) -> Callable[[], None]:
         if plan.release_old is not None:
             ledger.hold_release(hold=plan.release_old)
         acct = _hold_account(plan.order, market, mode)
+        place = ledger.hold_place_new if plan.order.order_id in run.new_orders else ledger.hold_place
         try:
-            plan.order.hold = ledger.hold_place(account=acct, amount=plan.amount, reference=plan.reference)
+            plan.order.hold = place(account=acct, amount=plan.amount, reference=plan.reference)
         except InsufficientFunds as exc:
             raise ExchangeError(
                 Codes.INSUFFICIENT_BALANCE,
@@ -573,37 +618,41 @@ def _persist(run: Run) -> Callable[[], None]:
         o.visible_quantity = ZERO
         to_release.append(o)
 
-    # Writes, in a fixed order.
+    # The book's counters and a new stamp: other processes' copies are now stale.
+    state = run.state
+    state.sequence = book.seq
+    state.trade_no = book.trade_no
+    state.counter = book._counter
+    state.last_price = None if book.last_price is None else inst.price(book.last_price)
+    state.clock = book.clock
+    state.stamp = secrets.token_hex(8)
+    state_fields = ["sequence", "trade_no", "counter", "last_price", "clock", "stamp", "updated_at"]
+
+    # Writes, in a fixed order. The book row's update goes with the order writes: on PostgreSQL with the
+    # common single order insert or update, both are one round trip.
     new_ids = set(run.new_orders)
-    for o in run.new_orders.values():
-        o.save(force_insert=True)
-    update_fields = [
-        "price",
-        "quantity",
-        "filled_quantity",
-        "filled_notional",
-        "open_quantity",
-        "visible_quantity",
-        "fees_paid",
-        "fee_asset",
-        "status",
-        "cancel_reason",
-        "hold",
-        "amend_count",
-        "book_type",
-        "book_sub_no",
-        "book_arrival",
-        "updated_at",
-    ]
     existing = [o for oid, o in touched.items() if oid not in new_ids]
+    batch = connection.vendor == "postgresql" and len(run.new_orders) + len(existing) == 1
+    if batch:
+        (o,) = [*run.new_orders.values(), *existing]
+        if existing:
+            _write_batch([_update_sql(o, ORDER_UPDATE_FIELDS), _update_sql(state, state_fields)])
+        else:
+            ((pk,),) = _write_batch([_insert_sql(o), _update_sql(state, state_fields)])[0]
+            o.pk = pk
+            o._state.adding, o._state.db = False, "default"
+        existing = []
+    for o in run.new_orders.values():
+        if not batch:
+            o.save(force_insert=True)
     if existing:
         now = timezone.now()
         for o in existing:
             o.updated_at = now
         if len(existing) == 1:
-            existing[0].save(update_fields=update_fields)
+            existing[0].save(update_fields=ORDER_UPDATE_FIELDS)
         else:
-            ExchangeOrder.objects.bulk_update(existing, update_fields)
+            ExchangeOrder.objects.bulk_update(existing, ORDER_UPDATE_FIELDS)
     if trade_rows:
         ExchangeTrade.objects.bulk_create(trade_rows)
         created = {row.trade_id: row.created_at for row in trade_rows}
@@ -634,34 +683,93 @@ def _persist(run: Run) -> Callable[[], None]:
                 ledger.hold_release(hold=h, amount=amount)
     for o in to_release:
         if o.hold_id:
-            ledger.hold_release(hold=o.hold)
+            o.hold = ledger.hold_release_rest(hold=o.hold)
 
-    # The book's counters and a new stamp: other processes' copies are now stale.
-    state = run.state
-    state.sequence = book.seq
-    state.trade_no = book.trade_no
-    state.counter = book._counter
-    state.last_price = None if book.last_price is None else inst.price(book.last_price)
-    state.clock = book.clock
-    state.stamp = secrets.token_hex(8)
-    state.save(update_fields=["sequence", "trade_no", "counter", "last_price", "clock", "stamp", "updated_at"])
+    if not batch:
+        state.save(update_fields=state_fields)
     run.local.stamp = state.stamp
 
-    # Stream events that need the rows: orders, fills, balances.
-    from exchanges.api.render import fill_json, order_json
-
-    for o in touched.values():
-        publish.append({"type": "order", "trader_id": o.trader_id, "mode": mode, "order": order_json(o)})
-    for row in trade_rows:
-        for tid in {row.taker_trader_id, row.maker_trader_id}:
-            publish.append({"type": "fill", "trader_id": tid, "mode": mode, "fill": fill_json(row, tid)})
-    trader_ids = {o.trader_id for o in touched.values()}
+    touched_orders = list(touched.values())
 
     def after_commit() -> None:
+        # Stream events that need the rows (orders, fills, balances): rendered after commit, outside the
+        # lock, from the rows as committed (nothing changes them after the transaction).
+        from exchanges.api.render import fill_json, order_json
+
+        for o in touched_orders:
+            publish.append({"type": "order", "trader_id": o.trader_id, "mode": mode, "order": order_json(o)})
+        for row in trade_rows:
+            for tid in {row.taker_trader_id, row.maker_trader_id}:
+                publish.append({"type": "fill", "trader_id": tid, "mode": mode, "fill": fill_json(row, tid)})
+        trader_ids = {o.trader_id for o in touched_orders}
         publish.extend(_balance_events(trader_ids, (base, quote), mode))
         _after_commit(publish, trade_rows, mode)
 
     return lambda: transaction.on_commit(after_commit)
+
+
+ORDER_UPDATE_FIELDS = [
+    "price",
+    "quantity",
+    "filled_quantity",
+    "filled_notional",
+    "open_quantity",
+    "visible_quantity",
+    "fees_paid",
+    "fee_asset",
+    "status",
+    "cancel_reason",
+    "hold",
+    "amend_count",
+    "book_type",
+    "book_sub_no",
+    "book_arrival",
+    "updated_at",
+]
+
+
+def _insert_sql(obj: Any) -> tuple[str, list, int | None]:
+    """The ``INSERT … RETURNING id`` that ``obj.save(force_insert=True)`` would run (auto fields filled
+    in on ``obj``, as ``save`` does)."""
+    from django.db.models.sql import InsertQuery
+
+    meta = type(obj)._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated]
+    query = InsertQuery(type(obj))
+    query.insert_values(fields, [obj])
+    compiler = query.get_compiler("default")
+    compiler.returning_fields = [meta.pk]
+    ((sql, params),) = compiler.as_sql()
+    return sql, list(params), 1
+
+
+def _update_sql(obj: Any, names: list[str]) -> tuple[str, list, int | None]:
+    """The ``UPDATE`` that ``obj.save(update_fields=names)`` would run (``auto_now`` fields set on ``obj``)."""
+    from django.db.models.sql import UpdateQuery
+
+    model = type(obj)
+    fields = [model._meta.get_field(n) for n in names]
+    query = UpdateQuery(model)
+    query.add_update_fields([(f, None, f.pre_save(obj, False)) for f in fields])
+    query.add_filter("pk", obj.pk)
+    sql, params = query.get_compiler("default").as_sql()
+    return sql, list(params), 1
+
+
+def _write_batch(statements: list[tuple[str, list, int | None]]) -> list[list[tuple]]:
+    """Run ``(sql, params, expected row count)`` statements in order in one round trip (PostgreSQL: one
+    simple-query message; they run inside the caller's transaction). Returns each one's rows; a statement
+    that does not touch its expected number of rows raises (the caller's transaction rolls back)."""
+    out: list[list[tuple]] = []
+    with connection.cursor() as cur:
+        cur.execute("; ".join(sql for sql, _, _ in statements), [p for _, params, _ in statements for p in params])
+        for i, (sql, _, expected) in enumerate(statements):
+            if i:
+                cur.nextset()
+            if expected is not None and cur.rowcount != expected:
+                raise DatabaseError(f"{sql[:60]}…: {cur.rowcount} rows, expected {expected}")
+            out.append(cur.fetchall() if cur.description else [])
+    return out
 
 
 def _balance_events(trader_ids: set[int], assets: tuple[str, str], mode: str) -> list[dict]:

@@ -380,7 +380,7 @@ def order_cancel(
         run.apply(events)
         return Later(lambda: run.orders[order.order_id])
 
-    return run_on_book(market=order.market, mode=mode, command=command)
+    return run_on_book(market=order.market, mode=mode, command=command, preload_orders=[order.order_id])
 
 
 def orders_cancel_all(
@@ -454,7 +454,9 @@ def order_amend(
         if core is None:
             raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {order_id} is no longer open", status=409)
         inst = run.instrument
-        fresh = ExchangeOrder.objects.select_related("hold", "trader").get(pk=order.pk)
+        fresh = run.loaded.get(order.order_id)  # read under the lock, in its round trip
+        if fresh is None:
+            fresh = ExchangeOrder.objects.select_related("hold", "trader").get(pk=order.pk)
         open_now = inst.qty(core.qty)
         filled = fresh.filled_quantity
         target_open = open_now if new_qty is None else new_qty - filled
@@ -501,7 +503,7 @@ def order_amend(
         run.apply(events)
         return Later(lambda: run.orders[order.order_id])
 
-    return run_on_book(market=market, mode=order.mode, command=command)
+    return run_on_book(market=market, mode=order.mode, command=command, preload_orders=[order.order_id])
 
 
 # --- expiry ----------------------------------------------------------------------------------------------------
