@@ -43,27 +43,58 @@ def _ttl(window: int) -> int:
     return max(window + 5, 65)
 
 
-def count_windows(items: list[tuple[str, int, int]]) -> list[int]:
+#: Every counter of a request in one Redis call: ``KEYS`` the counters, ``ARGV`` each one's increment, TTL
+#: and stop limit. ``SET NX EX`` + ``INCRBY`` per key, as a pipeline would, but one ``EVALSHA`` (no
+#: pipeline object to build per request); a counter over its stop limit (> 0) leaves the rest uncounted.
+_COUNT_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, 0, 'EX', ARGV[3 * i - 1], 'NX')
+  out[i] = redis.call('INCRBY', key, ARGV[3 * i - 2])
+  local stop = tonumber(ARGV[3 * i])
+  if stop > 0 and out[i] > stop then
+    return out
+  end
+end
+return out
+"""
+
+
+def _count_script(backend):
+    """The count script bound to one Redis client of ``backend``'s write pool, kept on the backend's
+    client object (Django's ``get_client`` builds a new ``Redis`` object per call; this one is built once
+    per cache backend, and ``EVALSHA`` falls back to ``EVAL`` if the server lost the script)."""
+    holder = backend._cache
+    script = getattr(holder, "_xthrottle_count_script", None)
+    if script is None:
+        script = holder.get_client(write=True).register_script(_COUNT_LUA)
+        holder._xthrottle_count_script = script
+    return script
+
+
+def count_windows(items: list[tuple[str, int, int]], *, stop_over: int = 0) -> list[int]:
     """Add ``n`` to each ``(key, n, window)`` counter; return the new counts. On Redis all of them in one
-    round trip (``SET NX EX`` + ``INCRBY`` per key, pipelined); elsewhere through the cache API."""
+    round trip (one Lua script: ``SET NX EX`` + ``INCRBY`` per key); elsewhere through the cache API.
+
+    ``stop_over`` > 0: when the **first** counter comes out above it, the others are not counted (the
+    result is then shorter): a request refused by its first limit never reaches the next ones."""
     backend = caches["default"]
     if type(backend).__name__ == "RedisCache":
-        client = backend._cache.get_client(write=True)
-        pipe = client.pipeline(transaction=False)
-        for key, n, window in items:
-            k = backend.make_and_validate_key(key)
-            pipe.set(k, 0, ex=_ttl(window), nx=True)
-            pipe.incrby(k, n)
-        res = pipe.execute()
-        return [int(res[2 * i + 1]) for i in range(len(items))]
+        keys = [backend.make_and_validate_key(key) for key, _, _ in items]
+        args: list[int] = []
+        for i, (_, n, window) in enumerate(items):
+            args += [n, _ttl(window), stop_over if i == 0 else 0]
+        return [int(c) for c in _count_script(backend)(keys=keys, args=args)]
     out = []
-    for key, n, window in items:
+    for i, (key, n, window) in enumerate(items):
         cache.add(key, 0, timeout=_ttl(window))
         try:
             out.append(cache.incr(key, n))
         except ValueError:  # expired between add and incr
             cache.add(key, n, timeout=_ttl(window))
             out.append(n)
+        if i == 0 and stop_over > 0 and out[0] > stop_over:
+            break
     return out
 
 
@@ -113,10 +144,48 @@ class AuthenticatedRateThrottle(_OneTripThrottle):
         self._rate = limits_for(trader.tier)["authenticated_per_minute"]
         return str(trader.pk)
 
+    def deferred(self, request, view) -> RequestWindow | None:
+        """This request's count, not counted yet: for a view that counts it together with the order
+        limits in one round trip (:func:`orders_throttle`, :func:`request_window_count`)."""
+        ident = self.get_ident(request, view)
+        if ident is None:
+            return None
+        return RequestWindow(scope=self.scope, ident=ident, window=self.window, limit=self.get_rate())
 
-def orders_throttle(*, trader: Trader, symbol: str, count: int = 1) -> None:
+
+class RequestWindow:
+    """One request's per-trader count (``AuthenticatedRateThrottle``), counted later with other windows."""
+
+    def __init__(self, *, scope: str, ident: str, window: int, limit: int):
+        self.scope, self.ident, self.window, self.limit = scope, ident, window, limit
+        self.counted = False
+
+    def item(self, now: float) -> tuple[str, int, int, int]:
+        start = int(now // self.window) * self.window
+        return f"throttle:{self.scope}:{self.ident}:{start}", 1, self.window, start
+
+    def check(self, n: int, start: int, now: float) -> None:
+        """DRF's refusal for a throttled request (429 with ``Retry-After``) when over the limit."""
+        self.counted = True
+        if n > self.limit:
+            raise exceptions.Throttled(wait=max(start + self.window - now, 0.0))
+
+
+def request_window_count(pending: RequestWindow | None) -> None:
+    """Count a deferred request window on its own (the request failed before its orders were counted)."""
+    if pending is None or pending.counted:
+        return
+    now = time.time()
+    key, n, window, start = pending.item(now)
+    (count,) = count_windows([(key, n, window)])
+    pending.check(count, start, now)
+
+
+def orders_throttle(*, trader: Trader, symbol: str, count: int = 1, request: RequestWindow | None = None) -> None:
     """Count ``count`` orders of ``trader`` on ``symbol``; raise ``Throttled`` (429) over either limit.
 
+    ``request``: the request's own per-trader count deferred by the view, counted in the same round trip
+    and checked first (as DRF's throttle check would have refused the request before its orders).
     Counts even when refused (a client hammering the limit keeps being refused until the window ends).
     """
     limits = limits_for(trader.tier)
@@ -126,9 +195,15 @@ def orders_throttle(*, trader: Trader, symbol: str, count: int = 1) -> None:
         (60, limits["orders_per_minute"], f"xord:m:{trader.pk}"),
     )
     starts = [int(now // w) * w for w, _, _ in windows]
-    counts = count_windows(
-        [(f"throttle:{key}:{start}", count, w) for (w, _, key), start in zip(windows, starts, strict=True)]
-    )
+    items = [(f"throttle:{key}:{start}", count, w) for (w, _, key), start in zip(windows, starts, strict=True)]
+    pending = request if request is not None and not request.counted else None
+    if pending is not None:  # counted first; over its limit, the orders are not counted (as before)
+        key, n, window, request_start = pending.item(now)
+        counts = count_windows([(key, n, window), *items], stop_over=pending.limit)
+        pending.check(counts[0], request_start, now)
+        counts = counts[1:]
+    else:
+        counts = count_windows(items)
     for (window, limit, _), start, n in zip(windows, starts, counts, strict=True):
         if n > limit:
             wait = max(start + window - now, 0.001)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions
 from rest_framework.response import Response
 
 from exchanges.errors import Codes, ExchangeError
@@ -17,7 +18,7 @@ from exchanges.services.withdrawals import withdrawal_request
 from . import schemas as s
 from .base import MAX_OFFSET, TraderView
 from .render import dec, fill_json, order_json, ts
-from .throttling import orders_throttle
+from .throttling import AuthenticatedRateThrottle, orders_throttle, request_window_count
 
 ERRORS = {
     400: s.ExchangeErrorSchema,
@@ -75,6 +76,24 @@ def _placed_json(order) -> dict:
 
 
 class OrdersView(TraderView):
+    def check_throttles(self, request):
+        # A placement's own per-trader request count goes with its order counts: one round trip
+        # (``orders_throttle(request=...)``); counted alone if the request fails before that.
+        if request.method == "POST" and self.throttle_classes == [AuthenticatedRateThrottle]:
+            self._request_window = AuthenticatedRateThrottle().deferred(request, self)
+            if self._request_window is not None:
+                return
+        super().check_throttles(request)
+
+    def handle_exception(self, exc):
+        pending = getattr(self, "_request_window", None)
+        if pending is not None and not pending.counted:
+            try:
+                request_window_count(pending)
+            except exceptions.Throttled as throttled:  # over the request limit: that refusal wins
+                exc = throttled
+        return super().handle_exception(exc)
+
     @extend_schema(
         tags=TAGS,
         summary="Place an order",
@@ -84,7 +103,8 @@ class OrdersView(TraderView):
     )
     def post(self, request, symbol):
         body = self.body()
-        orders_throttle(trader=self.trader, symbol=symbol.lower(), count=1)
+        pending = getattr(self, "_request_window", None)
+        orders_throttle(trader=self.trader, symbol=symbol.lower(), count=1, request=pending)
         order = _place(self.trader, symbol, body)
         return Response(_placed_json(order), status=201)
 

@@ -318,3 +318,39 @@ def test_wrong_json_types_are_4xx_not_500(market, alice):
         == 400
     )
     assert a.post(f"{BASE}/vaix/orders", [base], format="json").status_code == 400
+
+
+def test_a_placements_request_count_goes_with_its_order_counts_and_keeps_the_old_refusals(
+    market, alice, settings, monkeypatch
+):
+    """POST /orders counts its per-trader request window with the order windows in one round trip: a
+    request over the request limit is refused (429) without counting orders, and a request that fails
+    before its orders are counted (a malformed body) still counts as a request."""
+    from django.core.cache import cache
+
+    import exchanges.api.throttling as x
+    import mmsite.api.throttling as m
+
+    now = [1_800_000_000.2]
+    monkeypatch.setattr(x.time, "time", lambda: now[0])
+    monkeypatch.setattr(m.time, "time", lambda: now[0])
+    settings.EXCHANGE_RATE_LIMITS = {
+        "standard": {
+            "public_per_minute": 10_000,
+            "authenticated_per_minute": 3,
+            "orders_per_second_per_pair": 10_000,
+            "orders_per_minute": 10_000,
+        }
+    }
+    a = client_for(alice)
+    body = {"side": "buy", "quantity": "1", "price": "0.001"}
+    assert a.post(f"{BASE}/vaix/orders", body, format="json").status_code == 201  # request 1, order 1
+    r = a.post(f"{BASE}/vaix/orders", "{not json", content_type="application/json")  # request 2
+    assert r.status_code == 400
+    assert a.get(f"{BASE}/vaix/orders/open").status_code == 200  # request 3
+    r = a.post(f"{BASE}/vaix/orders", body, format="json")  # request 4: over the request limit
+    assert r.status_code == 429 and int(r["Retry-After"]) >= 1
+    start = int(now[0] // 60) * 60
+    assert cache.get(f"throttle:xauth:{alice.pk}:{start}") == 4
+    assert cache.get(f"throttle:xord:m:{alice.pk}:{start}") == 1  # the refused request counted no order
+    assert ExchangeOrder.objects.filter(trader=alice).count() == 1
