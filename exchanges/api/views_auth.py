@@ -56,7 +56,7 @@ class LoginView(PublicView):
         email, password = body.get("email"), body.get("password")
         if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
             raise APIError("invalid_parameter", "email and password are required strings")
-        if len(email) > 254 or len(password) > 1024:
+        if len(email) > 254 or len(password) > 1024 or "\x00" in email:  # PostgreSQL refuses NUL in text
             raise _bad_credentials()
         User = get_user_model()
         users = User.objects.filter(email__iexact=email.strip(), is_active=True, trader__isnull=False)

@@ -354,3 +354,10 @@ def test_a_placements_request_count_goes_with_its_order_counts_and_keeps_the_old
     assert cache.get(f"throttle:xauth:{alice.pk}:{start}") == 4
     assert cache.get(f"throttle:xord:m:{alice.pk}:{start}") == 1  # the refused request counted no order
     assert ExchangeOrder.objects.filter(trader=alice).count() == 1
+
+
+def test_login_with_a_nul_in_the_email_is_refused_not_a_server_error(alice):
+    """PostgreSQL refuses NUL in text: such an email is wrong credentials (401), never a 500 (found by the
+    fuzz test)."""
+    r = APIClient().post("/auth/login", {"email": "a\x00b@example.com", "password": "pw"}, format="json")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_credentials"
