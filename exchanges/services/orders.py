@@ -366,21 +366,44 @@ def order_cancel(
     ``order_not_open`` for an order already done."""
     if mode is not None:
         mode = mode_check(mode)
-    order = _order_for(trader, order_id, mode)
-    if symbol is not None and order.market.symbol != symbol.lower():
+    # Before the lock only what picks the book and refuses early (market, mode, status); the row itself
+    # is read under the lock (preload).
+    if not isinstance(order_id, str) or not order_id or len(order_id) > 40:
         raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
-    mode = order.mode
-    if order.status not in LIVE_STATUSES:
-        raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {order_id} is {order.status}", status=409)
+    qs = ExchangeOrder.objects.for_trader(trader).filter(order_id=order_id)
+    if mode is not None:
+        qs = qs.filter(mode=mode)
+    row = qs.values_list("market_id", "mode", "status").first()
+    if row is None:
+        raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+    market_id, mode, status = row
+    market = _market_by_id(market_id, symbol)
+    if symbol is not None and market.symbol != symbol.lower():
+        raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+    if status not in LIVE_STATUSES:
+        raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {order_id} is {status}", status=409)
 
     def command(run: Run):
-        events = run.book.cancel(order.order_id)
+        events = run.book.cancel(order_id)
         if len(events) == 1 and events[0].type == "rejected":
             raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {order_id} is no longer open", status=409)
         run.apply(events)
-        return Later(lambda: run.orders[order.order_id])
+        return Later(lambda: run.orders[order_id])
 
-    return run_on_book(market=order.market, mode=mode, command=command, preload_orders=[order.order_id])
+    return run_on_book(market=market, mode=mode, command=command, preload_orders=[order_id])
+
+
+def _market_by_id(market_id: int, symbol: str | None) -> Market:
+    """The market ``market_id``: the per-process cached one when the request named it by ``symbol``
+    (as a placement uses), else read."""
+    if isinstance(symbol, str):
+        try:
+            market = market_get(symbol=symbol)
+        except ExchangeError:
+            market = None
+        if market is not None and market.pk == market_id:
+            return market
+    return Market.objects.get(pk=market_id)
 
 
 def orders_cancel_all(
