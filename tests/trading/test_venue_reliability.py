@@ -91,10 +91,13 @@ def test_stop_leaves_zero_open_orders_at_a_slow_venue_while_quotes_and_placement
     assert not SimVenueOrder.objects.filter(account=account.username, status=SimVenueOrderStatus.OPEN).exists()
 
 
-def test_venue_timeouts_on_placement_end_as_the_venue_knows_and_never_place_twice():
+def test_venue_timeouts_on_placement_end_as_the_venue_knows_and_never_place_twice(settings):
     from tests.factories import OrderFactory
 
     account = AccountFactory()
+    # This test is about unknown outcomes, not the venue rate limit: 4 threads placing 48 times at
+    # once would otherwise empty the account's token bucket on a slow machine (PlacementThrottled).
+    settings.VENUE_RATE_LIMITS = {account.exchange: (1_000_000, 1_000_000)}
     SimulatedVenueConnector.configure(
         exchange=account.exchange, account=account.username, timeout_rate=Decimal("0.5"), latency_ms=5
     )
