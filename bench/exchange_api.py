@@ -19,9 +19,11 @@ then runs ``ledger_check`` on the database.
     .venv/bin/python bench/exchange_api.py                       # 3 servers, 8 clients, 20 s
     .venv/bin/python bench/exchange_api.py --servers 4 --seconds 30 --cross 0.2
 
-Three servers is the default because it measured best on the 2-core machine (each daphne process runs
-Django's sync views on one thread, so a process waiting on the book lock or PostgreSQL serves nobody
-else; a fourth process only adds CPU contention). ``--pool`` made no difference (0 or 4).
+Three servers is the default because it measured best on the 2-core machine: a process runs Python on
+one core at a time (the GIL), and its per-request threads spend much of a request waiting on the book
+lock or PostgreSQL, so three processes keep both cores busy; a fourth only adds contention. ``--pool``
+4 or 10 made no difference; ``--pool 0`` (no pool, persistent connections) runs PostgreSQL out of
+connections (``too many clients``), as it did before the pool.
 
 The rate limits are lifted for the run through ``EXCHANGE_RATE_LIMITS`` (the bench measures the
 matching path, not the 429 path). Nothing else on the machine is stopped: the load average is printed.
@@ -271,8 +273,7 @@ def main() -> None:
     env.update(
         REDIS_CACHE_DB=str(args.redis_db), REDIS_CELERY_DB=str(args.redis_db), REDIS_CHANNELS_DB=str(args.redis_db)
     )
-    if args.pool:
-        env["DB_POOL"] = str(args.pool)
+    env["DB_POOL"] = str(args.pool)  # always set: 0 must turn the pool off (production's default is 10)
     keys = prepare(env, args.clients, args.symbols)
     servers = start_servers(env, args.servers)
     try:
