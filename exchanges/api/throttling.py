@@ -11,6 +11,7 @@ count is one atomic ``INCR`` on a fixed window's key (``mmsite.api.throttling``)
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from django.conf import settings
@@ -181,6 +182,14 @@ def request_window_count(pending: RequestWindow | None) -> None:
     pending.check(count, start, now)
 
 
+def _pair_key(symbol: str) -> str:
+    """``symbol`` as a cache-key part: as is when it looks like a symbol, else a short hash (the path's
+    symbol is counted before it is validated, and may be anything a client sends)."""
+    if len(symbol) <= 32 and symbol.isascii() and symbol.replace("-", "").replace("_", "").isalnum():
+        return symbol
+    return "h" + hashlib.sha256(symbol.encode()).hexdigest()[:16]
+
+
 def orders_throttle(*, trader: Trader, symbol: str, count: int = 1, request: RequestWindow | None = None) -> None:
     """Count ``count`` orders of ``trader`` on ``symbol``; raise ``Throttled`` (429) over either limit.
 
@@ -191,7 +200,7 @@ def orders_throttle(*, trader: Trader, symbol: str, count: int = 1, request: Req
     limits = limits_for(trader.tier)
     now = time.time()
     windows = (
-        (1, limits["orders_per_second_per_pair"], f"xord:s:{trader.pk}:{symbol}"),
+        (1, limits["orders_per_second_per_pair"], f"xord:s:{trader.pk}:{_pair_key(symbol)}"),
         (60, limits["orders_per_minute"], f"xord:m:{trader.pk}"),
     )
     starts = [int(now // w) * w for w, _, _ in windows]

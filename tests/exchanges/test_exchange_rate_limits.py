@@ -100,3 +100,13 @@ def test_limits_are_counted_in_redis(market, frozen_clock):
     for _ in range(30):
         c.get(f"{BASE}/time")
     assert c.get(f"{BASE}/time").status_code == 429
+
+
+def test_a_symbol_from_the_path_becomes_a_bounded_safe_cache_key():
+    from exchanges.api.throttling import _pair_key
+
+    assert _pair_key("vaix") == "vaix" and _pair_key("btc-usdc") == "btc-usdc"
+    odd = "\U0008c186'´%\t᥀e7 " * 40  # what the fuzzer sends as a symbol: counted before it is validated
+    key = _pair_key(odd)
+    assert key == _pair_key(odd) and key != _pair_key(odd + "x")  # stable, and distinct symbols stay distinct
+    assert len(key) <= 32 and key.isascii() and key.isalnum()
