@@ -9,7 +9,6 @@ required. Access tokens (``typ=access``) authenticate requests and the private s
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
 from datetime import timedelta
 
@@ -27,7 +26,6 @@ ALGORITHM = "HS256"
 ISSUER = "mmsite-exchange"
 ACCESS_TTL = timedelta(minutes=15)
 REFRESH_TTL = timedelta(days=7)
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def _secret() -> str:
@@ -109,17 +107,9 @@ def authenticate_api_key(raw_key: str | None) -> Trader | None:
 
 
 def _authenticate_api_key_db(raw_key: str) -> Trader | None:
-    prefix = TraderApiKey.parse_prefix(raw_key)
-    if prefix is None:
+    key = TraderApiKey.resolve(raw_key, select_related=("trader__user",))
+    if key is None or not key.trader.user.is_active:
         return None
-    key = TraderApiKey.objects.active().select_related("trader__user").filter(prefix=prefix).first()
-    if key is None or not hmac.compare_digest(key.key_hash, TraderApiKey.hash_key(raw_key)):
-        return None
-    if not key.trader.user.is_active:
-        return None
-    now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        TraderApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key.trader
 
 
