@@ -13,6 +13,7 @@ from mmsite.console import ReadOnlyInlineMixin, ReadOnlyModelAdmin
 
 from .models import (
     BookState,
+    DeadMansSwitch,
     ExchangeOrder,
     ExchangeTrade,
     ExchangeWithdrawal,
@@ -26,7 +27,11 @@ from .models import (
     SimVenueTrade,
     Trader,
     TraderApiKey,
+    TwapOrder,
+    TwapSlice,
 )
+from .models.venue import SimVenueAccount, VenueSession
+from .services.twap import twap_cancel
 
 
 class SimVenueTradeInline(ReadOnlyInlineMixin, admin.TabularInline):
@@ -263,3 +268,73 @@ class ExchangeWithdrawalAdmin(ReadOnlyModelAdmin):
     list_filter = ("status", "mode", "asset")
     search_fields = ("=withdrawal_id", "trader__user__username", "destination")
     ordering = ("-created_at", "-id")
+
+
+# --- algos (TWAP, dead-man's switch) and the venue streams' state ---------------------------------------
+
+
+class TwapSliceInline(ReadOnlyInlineMixin, admin.TabularInline):
+    model = TwapSlice
+    extra = 0
+    fields = ("index", "quantity", "due_at", "status", "order", "error_code", "ran_at")
+    readonly_fields = fields
+
+
+@admin.register(TwapOrder)
+class TwapOrderAdmin(ReadOnlyModelAdmin):
+    list_display = (
+        "twap_id",
+        "trader",
+        "market",
+        "mode",
+        "side",
+        "quantity",
+        "executed_quantity",
+        "slices_done",
+        "num_slices",
+        "status",
+        "created_at",
+        "ends_at",
+    )
+    list_filter = ("status", "mode", "side", "market")
+    search_fields = ("twap_id", "trader__user__username")
+    list_select_related = ("trader__user", "market")
+    inlines = (TwapSliceInline,)
+    actions = ("cancel_twaps",)
+
+    @admin.action(description="Cancel the selected TWAP orders (no further slices)")
+    def cancel_twaps(self, request, queryset):
+        done = 0
+        for twap in queryset.select_related("trader", "market"):
+            try:
+                twap_cancel(trader=twap.trader, symbol=twap.market.symbol, twap_id=twap.twap_id)
+                done += 1
+            except ExchangeError as exc:
+                self.message_user(request, f"{twap.twap_id}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"{done} TWAP order(s) cancelled.")
+
+
+@admin.register(DeadMansSwitch)
+class DeadMansSwitchAdmin(ReadOnlyModelAdmin):
+    list_display = ("trader", "active", "timeout_ms", "last_heartbeat_at", "expires_at", "activated_at")
+    list_filter = ("active",)
+    search_fields = ("trader__user__username",)
+    list_select_related = ("trader__user",)
+
+
+@admin.register(VenueSession)
+class VenueSessionAdmin(ReadOnlyModelAdmin):
+    list_display = ("exchange", "account", "state", "connects", "last_event_at", "reconciled_at", "held_until")
+    list_filter = ("exchange", "state")
+    search_fields = ("account",)
+
+
+@admin.register(SimVenueAccount)
+class SimVenueAccountAdmin(admin.ModelAdmin):
+    """The simulated venue's fault settings per account (latency, rejections, timeouts, disconnects);
+    empty fields fall back to ``settings.SIM_VENUE`` (docs/venues.md)."""
+
+    list_display = ("exchange", "account", "latency_ms", "reject_rate", "timeout_rate", "disconnect_rate")
+    list_filter = ("exchange",)
+    search_fields = ("account",)
+    readonly_fields = ("disconnect_seq", "created_at", "updated_at")

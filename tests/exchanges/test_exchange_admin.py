@@ -48,3 +48,35 @@ def test_a_market_finer_than_the_ledger_quantum_is_refused(admin_client, db):
         },
     )
     assert r.status_code == 200 and not Market.objects.filter(symbol="tiny").exists()
+
+
+def test_algo_and_venue_stream_pages_load_and_the_console_cancels_a_twap(admin_client, market, alice):
+    from exchanges.models import DeadMansSwitch, TwapOrder
+    from exchanges.models.venue import SimVenueAccount, VenueSession
+    from exchanges.services.deadman import dms_activate
+    from exchanges.services.twap import twap_create
+
+    twap = twap_create(trader=alice, symbol="vaix", side="buy", quantity="100", duration_minutes=60, num_slices=6)
+    switch = dms_activate(trader=alice, timeout_ms=60_000)
+    session = VenueSession.objects.create(exchange="simulated", account="acct-1")
+    sim = SimVenueAccount.objects.create(exchange="simulated", account="acct-1", latency_ms=5)
+    for url in (
+        "/admin/exchanges/twaporder/",
+        f"/admin/exchanges/twaporder/{twap.pk}/change/",
+        "/admin/exchanges/deadmansswitch/",
+        f"/admin/exchanges/deadmansswitch/{switch.pk}/change/",
+        "/admin/exchanges/venuesession/",
+        f"/admin/exchanges/venuesession/{session.pk}/change/",
+        "/admin/exchanges/simvenueaccount/",
+        f"/admin/exchanges/simvenueaccount/{sim.pk}/change/",
+    ):
+        assert admin_client.get(url).status_code == 200, url
+    assert DeadMansSwitch.objects.get(pk=switch.pk).active
+
+    r = admin_client.post(
+        "/admin/exchanges/twaporder/", {"action": "cancel_twaps", "_selected_action": [twap.pk]}, follow=True
+    )
+    assert r.status_code == 200
+    twap = TwapOrder.objects.get(pk=twap.pk)
+    assert twap.status == "cancelled"
+    assert not twap.slices.filter(status="pending").exists()  # no further slice will run
