@@ -3,9 +3,6 @@ under concurrency, every new fill hedged once (on the real simulated venue and b
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
 
@@ -13,15 +10,15 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.cache import cache
-from django.db import connection
 
 from exchanges.connectors.base import VenueFill
 from exchanges.connectors.registry import get_connector
 from hedging.choices import BetStatus
 from hedging.models import HedgeBet, SimBookmakerBet
 from tests.factories import AccountFactory, place_resting_order
+from tests.helpers import drain, in_threads
 from trading.choices import MatchedStatus, OrderStatus
-from trading.events import client_group, decode_message
+from trading.events import client_group
 from trading.models import Fill, Order
 from trading.services.fills import fill_apply, fills_poll
 from trading.services.orders import order_cancel
@@ -130,43 +127,7 @@ def test_an_order_event_is_published_after_the_fill_commits(mm_client, django_ca
     assert [b["betStatus"] for b in bet_events] == ["pending", "placed"]
 
 
-def drain(layer, channel) -> list[dict]:
-    """Every event waiting on ``channel``."""
-
-    async def receive_all():
-        out = []
-        while True:
-            try:
-                out.append(decode_message(await asyncio.wait_for(layer.receive(channel), timeout=0.5)))
-            except TimeoutError:
-                return out
-
-    return async_to_sync(receive_all)()
-
-
 # --- PostgreSQL: real concurrent connections --------------------------------------------------------------------
-
-
-def _in_threads(fn, items, workers: int):
-    start = threading.Event()
-    errors: list[BaseException] = []
-
-    def run(item):
-        try:
-            start.wait(timeout=30)  # the first ``workers`` items start together
-            return fn(item)
-        except BaseException as exc:  # noqa: BLE001 - collected and re-raised in the test
-            errors.append(exc)
-            return None
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run, item) for item in items]
-        start.set()
-        results = [f.result() for f in futures]
-    assert not errors, errors
-    return results
 
 
 @pytest.mark.postgres
@@ -175,7 +136,7 @@ def test_fifty_concurrent_partial_fills_of_one_order_add_up_exactly_and_are_hedg
     order = place_resting_order(order_stake=Decimal("1000"), back=False)
     trades = [match(order, "7.5") for _ in range(50)]
 
-    results = _in_threads(lambda vf: fill_apply(exchange=order.exchange, venue_fill=vf, source="stream"), trades, 16)
+    results = in_threads(lambda vf: fill_apply(exchange=order.exchange, venue_fill=vf, source="stream"), trades, 16)
 
     order.refresh_from_db()
     assert all(r is not None for r in results)
@@ -200,7 +161,7 @@ def test_the_same_fill_reported_by_stream_and_poll_at_once_is_applied_once():
         cache.clear()
         return fills_poll(account=account)
 
-    _in_threads(deliver, list(range(8)), 8)
+    in_threads(deliver, list(range(8)), 8)
 
     order.refresh_from_db()
     assert order.matched_stake == Decimal("60")

@@ -3,15 +3,11 @@ the sweep, the operator's result and void, and what the MM API shows afterwards.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import connection
 
 from exchanges.models.venue import SimVenueOrder
 from hedging.choices import BetSettlementStatus, BetStatus
@@ -23,8 +19,9 @@ from tests.factories import (
     OrderFactory,
     place_resting_order,
 )
+from tests.helpers import drain, in_threads
 from trading.choices import FixtureStatus, MatchedStatus, OrderStatus, SettlementStatus
-from trading.events import ALL_CLIENTS_GROUP, client_group, decode_message
+from trading.events import ALL_CLIENTS_GROUP, client_group
 from trading.models import Order
 from trading.services.settlement import (
     InvalidResult,
@@ -211,7 +208,7 @@ def test_settlement_publishes_order_and_bet_events_after_commit(account, django_
     with django_capture_on_commit_callbacks(execute=True):
         settle_fixture(fixture_id=fx.pk, actor="test")
 
-    events = drain(layer, channel)
+    events = drain(layer, channel, timeout=0.3)
     assert [(e["type"], e["data"]["settlementStatus"]) for e in events] == [("order", "LOST"), ("bet", "won")]
     assert events[0]["data"]["orderId"] == order.pk and events[0]["data"]["settledAt"] is not None
 
@@ -244,7 +241,7 @@ def test_the_operators_result_writes_the_fixture_and_settles_it(
     fx.refresh_from_db()
     assert (fx.status, fx.participant1_score, fx.participant2_score) == ("finished", 1, 1)
     assert states(order) == (S.HALF_LOST, [B.HALF_WON])
-    scores = [e["data"] for e in drain(layer, channel) if e["type"] == "score"]
+    scores = [e["data"] for e in drain(layer, channel, timeout=0.3) if e["type"] == "score"]
     assert scores[-1]["status"] == "finished" and scores[-1]["scores"]["participant1"] == 1
 
 
@@ -346,40 +343,6 @@ def test_naked_fills_count_in_naked_pnl_once_settled(api, account):
 # --- PostgreSQL: real concurrent connections --------------------------------------------------------------------
 
 
-def drain(layer, channel) -> list[dict]:
-    async def receive_all():
-        out = []
-        while True:
-            try:
-                out.append(decode_message(await asyncio.wait_for(layer.receive(channel), timeout=0.3)))
-            except TimeoutError:
-                return out
-
-    return async_to_sync(receive_all)()
-
-
-def _in_threads(fn, items, workers: int):
-    start = threading.Event()
-    errors: list[BaseException] = []
-
-    def run(item):
-        try:
-            start.wait(timeout=30)
-            return fn(item)
-        except BaseException as exc:  # noqa: BLE001 - collected and re-raised in the test
-            errors.append(exc)
-            return None
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run, item) for item in items]
-        start.set()
-        results = [f.result() for f in futures]
-    assert not errors, errors
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_parallel_settlement_runs_settle_each_order_and_bet_exactly_once(mm_client):
@@ -390,7 +353,7 @@ def test_parallel_settlement_runs_settle_each_order_and_bet_exactly_once(mm_clie
         for i, outcome in enumerate([101, 102, 103, 104, 105, 1010, 1011, 10170, 10171, 10172, 10173, 1070] * 3)
     ]
 
-    summaries = _in_threads(lambda _: settle_fixture(fixture_id=fx.pk, actor="test"), range(4), 4)
+    summaries = in_threads(lambda _: settle_fixture(fixture_id=fx.pk, actor="test"), range(4), 4)
 
     settled = [oid for s in summaries for oid in s.orders_settled]
     bets = [bid for s in summaries for bid in s.bets_settled]
@@ -418,7 +381,7 @@ def test_settling_two_fixtures_with_orders_of_many_days_in_opposite_orders_does_
             order = filled(account, fx, 101)
             Order.objects.filter(pk=order.pk).update(created_at=created)
 
-    summaries = _in_threads(lambda fx: settle_fixture(fixture_id=fx.pk, actor="test"), fixtures * 2, 4)
+    summaries = in_threads(lambda fx: settle_fixture(fixture_id=fx.pk, actor="test"), fixtures * 2, 4)
 
     assert sum(len(s.orders_settled) for s in summaries) == 12
     assert not Order.objects.filter(settlement_status=S.UNDECIDED).exists()
@@ -441,7 +404,7 @@ def test_settlement_running_while_fills_are_being_hedged_neither_deadlocks_nor_m
     fill_ids = list(Fill.objects.filter(order__in=orders).values_list("id", flat=True))
     jobs = ["settle", "settle"] + fill_ids
 
-    _in_threads(
+    in_threads(
         lambda job: settle_fixture(fixture_id=fx.pk, actor="test") if job == "settle" else hedge_fill(fill_id=job),
         jobs,
         6,
