@@ -48,3 +48,25 @@ def drain(layer, channel, *, timeout: float = 0.5) -> list[dict]:
                 return out
 
     return async_to_sync(receive_all)()
+
+
+def run_in_parallel(*fns) -> list:
+    """Run each fn in its own thread (own DB connection), released together; return results or exceptions."""
+    barrier = threading.Barrier(len(fns))
+    results: list = [None] * len(fns)
+
+    def run(i, fn):
+        try:
+            barrier.wait()
+            results[i] = fn()
+        except Exception as exc:  # noqa: BLE001 - returned to the test, which asserts on each
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results

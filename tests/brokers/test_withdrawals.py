@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
-from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -18,6 +16,7 @@ from brokers.services import withdrawals as services
 from brokers.tasks.withdrawals import withdrawals_advance_task
 from exchanges.ledger import services as ledger
 from exchanges.ledger.selectors import ledger_violations
+from tests.helpers import run_in_parallel
 
 from .conftest import USER_WALLET, api_for, balance, fund, make_broker
 
@@ -285,27 +284,6 @@ def test_cooling_period_is_a_setting():
 
 
 # --- PostgreSQL: real parallel connections -------------------------------------------------------------------------
-
-
-def run_in_parallel(*fns):
-    barrier = threading.Barrier(len(fns))
-    results: list = [None] * len(fns)
-
-    def run(i, fn):
-        try:
-            barrier.wait()
-            results[i] = fn()
-        except Exception as exc:  # noqa: BLE001 - returned to the test, which asserts on each
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
 
 
 @pytest.mark.postgres

@@ -3,7 +3,6 @@ and ``manage.py ledger_check``."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from decimal import Decimal
 from io import StringIO
@@ -21,6 +20,7 @@ from exchanges.ledger.choices import HoldStatus, Mode, TxKind
 from exchanges.ledger.exceptions import HoldNotOpen, IdempotencyConflict, InsufficientFunds, InvalidLegs
 from exchanges.ledger.selectors import ledger_violations, owner_balances
 from exchanges.models import Hold, LedgerAccount, LedgerTransaction, Posting
+from tests.helpers import run_in_parallel
 
 D = Decimal
 
@@ -570,28 +570,6 @@ def test_ledger_changelist_queries_do_not_grow_with_rows(admin_client):
 
 
 # --- PostgreSQL: real concurrent connections ---------------------------------------------------------------
-
-
-def run_in_parallel(*fns):
-    """Run each fn in its own thread (own DB connection), released together; return results or exceptions."""
-    barrier = threading.Barrier(len(fns))
-    results: list = [None] * len(fns)
-
-    def run(i, fn):
-        try:
-            barrier.wait()
-            results[i] = fn()
-        except Exception as exc:  # noqa: BLE001 - returned to the test, which asserts on each
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
 
 
 @pytest.mark.postgres
