@@ -164,13 +164,21 @@ def _new_order_id() -> str:
     return "ord_" + secrets.token_hex(8)
 
 
-def _market_for_orders(symbol: str) -> Market:
+def market_for_orders(symbol: Any) -> Market:
+    """The market of ``symbol`` if it takes new orders (orders, TWAPs, scale ladders); 409 when not."""
     market = market_get(symbol=symbol)
     if market.status != MarketStatus.ACTIVE:
         raise ExchangeError(
             Codes.MARKET_NOT_ACTIVE, f"market {market.symbol} is {market.status}: no new orders", status=409
         )
     return market
+
+
+def side_check(side: Any) -> str:
+    """``buy`` or ``sell``; 400 ``invalid_side`` otherwise."""
+    if not isinstance(side, str) or side not in SIDES:
+        raise ExchangeError(Codes.INVALID_SIDE, f"side must be buy or sell, got {side!r}", parameter="side")
+    return side
 
 
 # --- place ---------------------------------------------------------------------------------------------------
@@ -198,9 +206,8 @@ def order_place(
         name = sorted(unknown)[0]
         raise ExchangeError(Codes.INVALID_PARAMETER, f"unknown parameter {name!r}", parameter=name)
     mode = mode_check(mode)
-    market = _market_for_orders(symbol)
-    if not isinstance(side, str) or side not in SIDES:
-        raise ExchangeError(Codes.INVALID_SIDE, f"side must be buy or sell, got {side!r}", parameter="side")
+    market = market_for_orders(symbol)
+    side_check(side)
     if not isinstance(type, str) or type not in BookOrderType.ALL:
         raise ExchangeError(
             Codes.INVALID_ORDER_TYPE,

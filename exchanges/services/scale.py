@@ -19,8 +19,16 @@ from django.db import transaction
 
 from exchanges.algomath import DISTRIBUTIONS, LINEAR, AlgoMathError, scale_ladder
 from exchanges.errors import Codes, ExchangeError
-from exchanges.models import ExchangeOrder, MarketStatus, Trader
-from exchanges.services.orders import decimal_param, market_get, mode_check, order_place, price_check, quantity_check
+from exchanges.models import ExchangeOrder, Trader
+from exchanges.services.orders import (
+    decimal_param,
+    market_for_orders,
+    mode_check,
+    order_place,
+    price_check,
+    quantity_check,
+    side_check,
+)
 from exchanges.services.twap import int_param
 
 CHILD_TYPES = ("limit", "post_only")
@@ -42,11 +50,8 @@ def scale_place(
 ) -> list[ExchangeOrder]:
     """Place the ladder; returns its orders nearest the market first."""
     mode = mode_check(mode if mode not in (None, "") else "live")
-    market = market_get(symbol=symbol)
-    if market.status != MarketStatus.ACTIVE:
-        raise ExchangeError(Codes.MARKET_NOT_ACTIVE, f"market {market.symbol} is {market.status}", status=409)
-    if side not in ("buy", "sell"):
-        raise ExchangeError(Codes.INVALID_SIDE, f"side must be buy or sell, got {side!r}", parameter="side")
+    market = market_for_orders(symbol)
+    side_check(side)
     qty = quantity_check(market, quantity)
     low = price_check(market, price_low, name="price_low")
     high = price_check(market, price_high, name="price_high")

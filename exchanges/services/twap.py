@@ -30,9 +30,18 @@ from django.utils import timezone
 
 from exchanges.algomath import AlgoMathError, twap_schedule, twap_slices
 from exchanges.errors import Codes, ExchangeError
-from exchanges.models import MarketStatus, Trader
+from exchanges.models import Trader
 from exchanges.models.algos import TwapOrder, TwapSlice, TwapSliceStatus, TwapStatus
-from exchanges.services.orders import decimal_param, market_get, mode_check, order_place, price_check, quantity_check
+from exchanges.services.orders import (
+    decimal_param,
+    market_for_orders,
+    market_get,
+    mode_check,
+    order_place,
+    price_check,
+    quantity_check,
+    side_check,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +88,8 @@ def twap_create(
 ) -> TwapOrder:
     """Accept a TWAP and write its slices; the first slice runs right after commit."""
     mode = mode_check(mode if mode not in (None, "") else "live")
-    market = market_get(symbol=symbol)
-    if market.status != MarketStatus.ACTIVE:
-        raise ExchangeError(Codes.MARKET_NOT_ACTIVE, f"market {market.symbol} is {market.status}", status=409)
-    if side not in ("buy", "sell"):
-        raise ExchangeError(Codes.INVALID_SIDE, f"side must be buy or sell, got {side!r}", parameter="side")
+    market = market_for_orders(symbol)
+    side_check(side)
     qty = quantity_check(market, quantity)
     duration = int_param(duration_minutes, name="duration_minutes", default=60, low=1, high=MAX_DURATION_MINUTES)
     n = int_param(num_slices, name="num_slices", default=10, low=1, high=MAX_SLICES)
