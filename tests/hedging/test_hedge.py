@@ -17,7 +17,7 @@ from hedging.models import HedgeBet, SimBookmakerBet
 from hedging.services import hedge_fill, hedge_left_unhedged, hedge_selection
 from hedging.tasks import hedge_fill_task, hedge_sweep_task
 from tests.factories import AccountFactory, ClientFactory, place_resting_order
-from tests.trading.test_fills import drain
+from tests.helpers import drain, in_threads
 from trading.events import client_group
 from trading.models import Fill
 from trading.services import controls
@@ -289,13 +289,12 @@ def test_the_sweep_hedges_a_recent_fill_whose_task_was_lost_but_not_old_history(
 @pytest.mark.django_db(transaction=True)
 def test_one_fill_hedged_by_eight_workers_at_once_is_one_bet_even_through_declines():
     from tests.factories import FillFactory, OrderFactory
-    from tests.trading.test_fills import _in_threads
 
     order = OrderFactory(account=AccountFactory(client=ClientFactory(name="demo:vertex")), back=False)
     fill = FillFactory(order=order, stake=Decimal("100"))
     SimulatedBookmaker.configure(script=["decline"])  # the first key is declined, the retry placed
 
-    bets = _in_threads(lambda _: hedge_fill(fill_id=fill.pk), list(range(8)), 8)
+    bets = in_threads(lambda _: hedge_fill(fill_id=fill.pk), list(range(8)), 8)
 
     assert {b.pk for b in bets} == {HedgeBet.objects.get(fill=fill).pk}
     assert HedgeBet.objects.get(fill=fill).bet_status == BetStatus.PLACED
