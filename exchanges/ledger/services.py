@@ -541,3 +541,133 @@ def hold_release_rest(*, hold: Hold) -> Hold:
     h._state.adding = False
     h._state.db = "default"
     return h
+
+
+# --- many holds in one round trip (a batch of orders on one book: exchanges.services.matching.run_batch) ------
+
+
+def holds_place_new(plans: Sequence[tuple[LedgerAccount | int, Decimal, str]]) -> list[Hold]:
+    """:func:`hold_place_new` for several ``(account, amount, reference)`` at once, in order; on PostgreSQL
+    one statement: each account's ``held`` is raised by the sum of its new holds only if ``balance - held``
+    covers that sum, and the holds are inserted. If any account is short, nothing is written and
+    :class:`InsufficientFunds` names the first short account. References must be new (as for
+    :func:`hold_place_new`). The caller locks the accounts first when it locks several (the ledger's lock
+    order); a single account is locked by the statement's own ``UPDATE``."""
+    if not plans:
+        return []
+    rows = [(_account_id(acct), _positive(amount), reference) for acct, amount, reference in plans]
+    for _, _, reference in rows:
+        if not reference:
+            raise InvalidLegs("a hold needs a reference")
+    if len(rows) == 1 or not _one_trip():
+        return [hold_place_new(account=a, amount=amt, reference=ref) for a, amt, ref in rows]
+    from django.db import connection
+
+    now = timezone.now()
+    acct, hold = LedgerAccount._meta.db_table, Hold._meta.db_table
+    totals: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for account_id, amount, _ in rows:
+        totals[account_id] += amount
+    with _atomic(), connection.cursor() as cur:
+        cur.execute(
+            f"WITH req AS (SELECT * FROM unnest(%(accounts)s::bigint[], %(refs)s::varchar[], %(amounts)s::numeric[],"
+            f" %(ords)s::int[]) AS r(account_id, reference, amount, ord)), "
+            f"tot AS (SELECT account_id, sum(amount) AS s FROM req GROUP BY account_id), "
+            f"a AS (UPDATE {acct} AS x SET held = x.held + tot.s, updated_at = %(now)s FROM tot "
+            f"WHERE x.id = tot.account_id AND (x.is_system OR x.balance - x.held >= tot.s) RETURNING x.id), "
+            f"ins AS (INSERT INTO {hold} (account_id, reference, amount, remaining, captured, released, status, "
+            f"created_at, updated_at) SELECT req.account_id, req.reference, req.amount, req.amount, 0, 0, "
+            f"%(status)s, %(now)s, %(now)s FROM req JOIN a ON a.id = req.account_id ORDER BY req.ord "
+            f"RETURNING id, reference) "
+            f"SELECT id, reference FROM ins",
+            {
+                "accounts": [r[0] for r in rows],
+                "refs": [r[2] for r in rows],
+                "amounts": [r[1] for r in rows],
+                "ords": list(range(len(rows))),
+                "now": now,
+                "status": HoldStatus.ACTIVE,
+            },
+        )
+        ids = dict((ref, pk) for pk, ref in cur.fetchall())
+        if len(ids) != len(rows):
+            placed_accounts = {a for a, _, ref in rows if ref in ids}
+            short = next(a for a, _, _ in rows if a not in placed_accounts)
+            have = LedgerAccount.objects.filter(pk=short).values_list("balance", "held").first()
+            if have is None:
+                raise InvalidLegs(f"unknown account {short}")
+            raise InsufficientFunds(account_id=short, available=have[0] - have[1], requested=totals[short])
+    out = []
+    for account_id, amount, reference in rows:
+        h = Hold(
+            id=ids[reference],
+            account_id=account_id,
+            reference=reference,
+            amount=amount,
+            remaining=amount,
+            captured=ZERO,
+            released=ZERO,
+            status=HoldStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+        )
+        h._state.adding = False
+        h._state.db = "default"
+        out.append(h)
+    return out
+
+
+def holds_release_rest(holds: Sequence[Hold]) -> list[Hold]:
+    """:func:`hold_release_rest` of several holds; on PostgreSQL two statements in one round trip: the
+    accounts' ``held`` lowered by the sum of their open holds' remaining (locking the accounts), then the
+    holds closed (the ledger's lock order). Holds already closed are left as they are. Returns the holds
+    as they now stand, in the order given. The caller must be the only writer of these holds (the matching
+    service: they belong to orders of the book it holds)."""
+    if not holds:
+        return []
+    if len(holds) == 1 or not _one_trip():
+        return [hold_release_rest(hold=h) for h in holds]
+    from django.db import connection
+
+    now = timezone.now()
+    acct, table = LedgerAccount._meta.db_table, Hold._meta.db_table
+    ids = sorted({h.pk for h in holds})
+    params = {"ids": ids, "now": now, "open": list(OPEN_HOLD_STATUSES), "released": HoldStatus.RELEASED}
+    with _atomic(), connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {acct} AS a SET held = a.held - s.r, updated_at = %(now)s FROM (SELECT account_id, "
+            f"sum(remaining) AS r FROM {table} WHERE id = ANY(%(ids)s) AND status = ANY(%(open)s) AND remaining > 0 "
+            f"GROUP BY account_id) AS s WHERE a.id = s.account_id RETURNING a.id, a.held; "
+            f"UPDATE {table} SET released = released + remaining, remaining = 0, status = %(released)s, "
+            f"updated_at = %(now)s WHERE id = ANY(%(ids)s) AND status = ANY(%(open)s) "
+            f"RETURNING id, account_id, reference, amount, remaining, captured, released, status, created_at",
+            params,
+        )
+        moved = cur.fetchall()
+        cur.nextset()
+        closed = {row[0]: row for row in cur.fetchall()}
+        if any(held < 0 for _, held in moved):
+            raise LedgerError(f"holds {ids}: an account's held would go negative")
+    out = []
+    for h in holds:
+        row = closed.get(h.pk)
+        if row is None:  # closed already: nothing moved for it
+            out.append(Hold.objects.get(pk=h.pk))
+            continue
+        pk, account_id, reference, amount, remaining, captured, released, status, created_at = row
+        x = Hold(
+            id=pk,
+            account_id=account_id,
+            reference=reference,
+            amount=amount,
+            remaining=remaining,
+            captured=captured,
+            released=released,
+            status=status,
+            created_at=created_at,
+            updated_at=now,
+        )
+        x._state.adding = False
+        x._state.db = "default"
+        out.append(x)
+    return out

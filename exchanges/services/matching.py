@@ -426,6 +426,84 @@ def run_on_book(*, market: Market, mode: str, command: Callable[[Run], Any], pre
     return result
 
 
+def run_batch(
+    *,
+    market: Market,
+    mode: str,
+    commands: list[Callable[[Run], Any]],
+    preload_orders: Iterable[Iterable[str]] | None = None,
+    deferred: list[Callable[[], None]] | None = None,
+) -> list[Any]:
+    """Run several commands on the (market, mode) book in **one** transaction (group commit): one lock,
+    one persist, one commit for all of them. Returns one entry per command, in order: what it returned,
+    or the :class:`ExchangeError` it raised (a command refuses **before** it changes the book, so a
+    refusal leaves the others alone). ``preload_orders``: per command, the ids of existing orders it
+    touches (read under the lock, as :func:`run_on_book` does).
+
+    If anything else fails (the database, a hold short of funds after matching, a duplicate
+    ``client_order_id``), the transaction rolls back, the in-memory book is dropped, and every command
+    runs again alone through :func:`run_on_book`, so each gets its own answer as if it came alone.
+    After commit, the events of the whole batch are published together (one stream message per group);
+    with ``deferred`` given, that publishing is appended to it for the caller to run once it has answered
+    (the one-by-one fallback publishes as it goes). An unexpected exception of one command in the
+    fallback is returned in its place (logged), so the others still get their answers.
+    """
+    if not commands:
+        return []
+    per_command = [list(ids) for ids in preload_orders] if preload_orders is not None else [[] for _ in commands]
+    if len(commands) == 1 or connection.in_atomic_block:
+        return [_one(market, mode, cmd, ids) for cmd, ids in zip(commands, per_command, strict=True)]
+    book_state_ensure(market=market, mode=mode)
+    key = (market.pk, mode)
+    all_ids = [i for ids in per_command for i in ids]
+    preload = _Preload(all_ids) if all_ids else None
+    after: list[Callable[[], None]] = []
+    try:
+        with transaction.atomic():
+            state, loaded = _lock_book_state(market, mode, preload)
+            with _BOOKS_GUARD:
+                local = _BOOKS.get(key)
+            if local is None or local.stamp != state.stamp or local.market_updated_at != market.updated_at:
+                local = _rebuild(market, mode, state)
+                with _BOOKS_GUARD:
+                    _BOOKS[key] = local
+            run = Run(market=market, mode=mode, local=local, state=state, now=now_us(), loaded=loaded)
+            run.expire()
+            results: list[Any] = []
+            for cmd in commands:
+                try:
+                    results.append(cmd(run))
+                except ExchangeError as exc:
+                    results.append(exc)
+            if run.dirty:
+                with ledger.savepoints_off():
+                    after.append(_persist(run))
+            results = [r.fn() if isinstance(r, Later) else r for r in results]
+    except (KeyboardInterrupt, SystemExit):
+        _drop(key)
+        raise
+    except Exception:
+        _drop(key)
+        log.info("batch of %d on %s/%s failed as a whole: running them one by one", len(commands), market, mode)
+        return [_one(market, mode, cmd, ids) for cmd, ids in zip(commands, per_command, strict=True)]
+    if deferred is not None:
+        deferred.extend(after)
+    else:
+        for fn in after:
+            fn()
+    return results
+
+
+def _one(market: Market, mode: str, command: Callable[[Run], Any], preload_orders: list[str]) -> Any:
+    try:
+        return run_on_book(market=market, mode=mode, command=command, preload_orders=preload_orders)
+    except ExchangeError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - one command's failure must not take the others' answers
+        log.exception("command on %s/%s failed", market, mode)
+        return exc
+
+
 class Later:
     """A command's result computed after its run is persisted (e.g. ``Later(lambda: run.orders[oid])``)."""
 
@@ -530,8 +608,27 @@ def _persist(run: Run) -> Callable[[], None]:
     if len(acct_ids) > 1:
         ledger.lock_accounts(acct_ids)
 
-    # Holds first (new orders, amends), so every trade below settles against a hold.
+    # Holds first (new orders, amends), so every trade below settles against a hold. Several new orders
+    # (a batch) get theirs in one statement.
+    fresh = [p for p in run.hold_plans if p.release_old is None and p.order.order_id in run.new_orders]
+    if len(fresh) > 1:
+        accts = [_hold_account(p.order, market, mode) for p in fresh]
+        try:
+            holds = ledger.holds_place_new([(a, p.amount, p.reference) for a, p in zip(accts, fresh, strict=True)])
+        except InsufficientFunds as exc:
+            asset = next(a.asset for a in accts if a.pk == exc.account_id)
+            raise ExchangeError(
+                Codes.INSUFFICIENT_BALANCE,
+                f"insufficient {asset} balance: available {exc.available}, required {exc.requested}",
+            ) from exc
+        for p, h in zip(fresh, holds, strict=True):
+            p.order.hold = h
+    else:
+        fresh = []
+    bulk = {id(p) for p in fresh}
     for plan in run.hold_plans:
+        if id(plan) in bulk:
+            continue
         if plan.release_old is not None:
             ledger.hold_release(hold=plan.release_old)
         acct = _hold_account(plan.order, market, mode)
@@ -654,9 +751,12 @@ def _persist(run: Run) -> Callable[[], None]:
             o.pk = pk
             o._state.adding, o._state.db = False, "default"
         existing = []
-    for o in run.new_orders.values():
-        if not batch:
-            o.save(force_insert=True)
+    if not batch:
+        if len(run.new_orders) > 1:
+            ExchangeOrder.objects.bulk_create(list(run.new_orders.values()))
+        else:
+            for o in run.new_orders.values():
+                o.save(force_insert=True)
     if existing:
         now = timezone.now()
         for o in existing:
@@ -693,9 +793,12 @@ def _persist(run: Run) -> Callable[[], None]:
             amount = min(amount, h.remaining)
             if amount > 0 and h.status in OPEN_HOLD_STATUSES:
                 ledger.hold_release(hold=h, amount=amount)
-    for o in to_release:
-        if o.hold_id:
-            o.hold = ledger.hold_release_rest(hold=o.hold)
+    releasing = [o for o in to_release if o.hold_id]
+    if len(releasing) > 1:
+        for o, h in zip(releasing, ledger.holds_release_rest([o.hold for o in releasing]), strict=True):
+            o.hold = h
+    for o in releasing if len(releasing) == 1 else ():
+        o.hold = ledger.hold_release_rest(hold=o.hold)
 
     if not batch:
         state.save(update_fields=state_fields)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -155,9 +157,7 @@ def _int_param(value: Any, *, name: str, code: str) -> int:
 def _funds_check(account, asset: str, need: Decimal) -> None:
     have = available(account)
     if have < need:
-        raise ExchangeError(
-            Codes.INSUFFICIENT_BALANCE, f"insufficient {asset} balance: available {_s(have)}, required {_s(need)}"
-        )
+        raise insufficient(asset, have, need)
 
 
 def _new_order_id() -> str:
@@ -184,7 +184,30 @@ def side_check(side: Any) -> str:
 # --- place ---------------------------------------------------------------------------------------------------
 
 
-def order_place(
+@dataclass
+class PlaceSpec:
+    """A validated order, ready for its book (:func:`place_prepare`)."""
+
+    trader: Trader
+    market: Market
+    mode: str
+    side: str
+    type: str
+    qty: Decimal
+    limit: Decimal | None
+    stop: Decimal | None
+    display: Decimal | None
+    expire_at: int | None
+    stp: str
+    client_order_id: str
+    order_id: str
+    hold_account: Any
+    hold_asset: str
+    #: what the hold will be, when known before matching (None: a market buy, known from the book)
+    known_need: Decimal | None
+
+
+def place_prepare(
     *,
     trader: Trader,
     symbol: str,
@@ -194,13 +217,10 @@ def order_place(
     price: Decimal | None = None,
     mode: str = "live",
     **options: Any,
-) -> ExchangeOrder:
-    """Place an order; returns the order row as it stands after matching.
-
-    ``options``: ``stop_price``, ``display_qty`` (iceberg), ``expire_at`` (epoch microseconds) or
-    ``time_in_force_ms``, ``stp_mode``, ``client_order_id``. The hold (quote for buys, base for sells)
-    is placed in the same transaction as the order; ``insufficient_balance`` refuses it.
-    """
+) -> PlaceSpec:
+    """Validate an order (everything but the ``client_order_id`` uniqueness and funds checks, which need
+    the database: :func:`order_place` does them, and the order gateway does them for a batch at once).
+    Raises :class:`ExchangeError`; writes nothing (the trader's accounts are created if absent)."""
     unknown = set(options) - OPTIONS
     if unknown:
         name = sorted(unknown)[0]
@@ -264,10 +284,6 @@ def order_place(
     client_order_id = "" if client_order_id is None else client_order_id
     if not isinstance(client_order_id, str) or len(client_order_id) > 64:
         raise ExchangeError(Codes.INVALID_PARAMETER, "client_order_id must be a string of at most 64 characters")
-    if client_order_id and ExchangeOrder.objects.filter(trader=trader, client_order_id=client_order_id).exists():
-        raise ExchangeError(
-            Codes.DUPLICATE_CLIENT_ORDER_ID, f"client_order_id {client_order_id!r} was already used", status=409
-        )
     if type == "stop_market" and side == "buy" and market.max_price is None:
         raise ExchangeError(
             Codes.UNSUPPORTED_ORDER_TYPE,
@@ -291,8 +307,84 @@ def order_place(
         known_need = qty * market.max_price
     else:
         known_need = None  # a market buy: known only from the book
-    if known_need is not None:
-        _funds_check(hold_account, hold_asset, known_need)
+    return PlaceSpec(
+        trader=trader,
+        market=market,
+        mode=mode,
+        side=side,
+        type=type,
+        qty=qty,
+        limit=limit,
+        stop=stop,
+        display=display,
+        expire_at=expire_at,
+        stp=stp,
+        client_order_id=client_order_id,
+        order_id=order_id,
+        hold_account=hold_account,
+        hold_asset=hold_asset,
+        known_need=known_need,
+    )
+
+
+def client_order_id_used(trader: Trader, client_order_id: str) -> ExchangeError | None:
+    if client_order_id and ExchangeOrder.objects.filter(trader=trader, client_order_id=client_order_id).exists():
+        return duplicate_client_order_id(client_order_id)
+    return None
+
+
+def duplicate_client_order_id(client_order_id: str) -> ExchangeError:
+    return ExchangeError(
+        Codes.DUPLICATE_CLIENT_ORDER_ID, f"client_order_id {client_order_id!r} was already used", status=409
+    )
+
+
+def insufficient(asset: str, have: Decimal, need: Decimal) -> ExchangeError:
+    return ExchangeError(
+        Codes.INSUFFICIENT_BALANCE, f"insufficient {asset} balance: available {_s(have)}, required {_s(need)}"
+    )
+
+
+def order_place(
+    *,
+    trader: Trader,
+    symbol: str,
+    side: str,
+    type: str,  # noqa: A002 - the contract's name
+    quantity: Decimal,
+    price: Decimal | None = None,
+    mode: str = "live",
+    **options: Any,
+) -> ExchangeOrder:
+    """Place an order; returns the order row as it stands after matching.
+
+    ``options``: ``stop_price``, ``display_qty`` (iceberg), ``expire_at`` (epoch microseconds) or
+    ``time_in_force_ms``, ``stp_mode``, ``client_order_id``. The hold (quote for buys, base for sells)
+    is placed in the same transaction as the order; ``insufficient_balance`` refuses it.
+    """
+    spec = place_prepare(
+        trader=trader, symbol=symbol, side=side, type=type, quantity=quantity, price=price, mode=mode, **options
+    )
+    used = client_order_id_used(trader, spec.client_order_id)
+    if used is not None:
+        raise used
+    if spec.known_need is not None:
+        _funds_check(spec.hold_account, spec.hold_asset, spec.known_need)
+    try:
+        return run_on_book(market=spec.market, mode=spec.mode, command=place_command(spec))
+    except IntegrityError as exc:
+        if spec.client_order_id and "client_order_id" in str(exc):
+            raise duplicate_client_order_id(spec.client_order_id) from exc
+        raise
+
+
+def place_command(spec: PlaceSpec) -> Callable[[Run], ExchangeOrder]:
+    """The book command that places ``spec`` (for :func:`~exchanges.services.matching.run_on_book` or
+    ``run_batch``): refuses (nothing changed) or submits it, and plans its order row and hold."""
+    trader, market, mode, side, type = spec.trader, spec.market, spec.mode, spec.side, spec.type
+    qty, limit, stop, display, expire_at, stp = spec.qty, spec.limit, spec.stop, spec.display, spec.expire_at, spec.stp
+    order_id, client_order_id, known_need = spec.order_id, spec.client_order_id, spec.known_need
+    hold_account, hold_asset = spec.hold_account, spec.hold_asset
 
     def command(run: Run) -> ExchangeOrder:
         inst = run.instrument
@@ -340,14 +432,7 @@ def order_place(
         run.apply(events)
         return order
 
-    try:
-        return run_on_book(market=market, mode=mode, command=command)
-    except IntegrityError as exc:
-        if client_order_id and "client_order_id" in str(exc):
-            raise ExchangeError(
-                Codes.DUPLICATE_CLIENT_ORDER_ID, f"client_order_id {client_order_id!r} was already used", status=409
-            ) from exc
-        raise
+    return command
 
 
 # --- cancel, cancel all, kill switch ---------------------------------------------------------------------
@@ -390,6 +475,13 @@ def order_cancel(
     if status not in LIVE_STATUSES:
         raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {order_id} is {status}", status=409)
 
+    return run_on_book(market=market, mode=mode, command=cancel_command(order_id), preload_orders=[order_id])
+
+
+def cancel_command(order_id: str) -> Callable[[Run], Any]:
+    """The book command that cancels ``order_id`` (its row preloaded under the lock); 409
+    ``order_not_open`` when the book no longer has it. Returns the order row as persisted."""
+
     def command(run: Run):
         events = run.book.cancel(order_id)
         if len(events) == 1 and events[0].type == "rejected":
@@ -397,7 +489,7 @@ def order_cancel(
         run.apply(events)
         return Later(lambda: run.orders[order_id])
 
-    return run_on_book(market=market, mode=mode, command=command, preload_orders=[order_id])
+    return command
 
 
 def _market_by_id(market_id: int, symbol: str | None) -> Market:
