@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -74,7 +75,7 @@ class ExchangeStreamConsumer(AsyncWebsocketConsumer):
                 if not await reads.market_exists(self.symbol):
                     raise StreamError(CLOSE_NOT_FOUND, "invalid_symbol", f"Unknown symbol {raw!r}")
             self.slots = ConnectionSlots.for_connection(client_ip(self.scope), self.channel_key())
-            self.slot = await self.slots.acquire(self.channel_name)
+            self.slot = await self.slots.acquire(self.owner)
             if self.slot is None:
                 raise StreamError(
                     CLOSE_TOO_MANY_CONNECTIONS,
@@ -99,13 +100,22 @@ class ExchangeStreamConsumer(AsyncWebsocketConsumer):
             self.subscribed = False
             await self.unsubscribe()
         if self.slot is not None and self.slots is not None:
-            await self.slots.release(self.slot, self.channel_name)
+            await self.slots.release(self.slot, self.owner)
             self.slot = None
 
     async def refuse(self, exc: StreamError) -> None:
         await self.accept()
         await self.send(text_data=frames.to_json(frames.error(exc.code, exc.message)))
         await self.close(code=exc.close_code)
+
+    @property
+    def owner(self) -> str:
+        """What this connection writes into the slot it holds: its channel name, or a random id for a
+        connection without a channel (the hub-fed streams)."""
+        owner = getattr(self, "channel_name", None) or getattr(self, "_owner", None)
+        if owner is None:
+            owner = self._owner = f"xws.{uuid.uuid4().hex}"
+        return owner
 
     def param(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -131,7 +141,7 @@ class ExchangeStreamConsumer(AsyncWebsocketConsumer):
         try:
             while not self.closing:
                 await asyncio.sleep(interval)
-                self.slot = await self.slots.refresh(self.slot, self.channel_name)
+                self.slot = await self.slots.refresh(self.slot, self.owner)
                 await self.on_refresh()
         except asyncio.CancelledError:
             raise
@@ -294,41 +304,60 @@ class PriceConsumer(TradesConsumer):
 # --- conflated streams (hubs) --------------------------------------------------------------------------------
 
 
-class BboConsumer(ExchangeStreamConsumer):
-    """Best bid and offer, conflated per process: at most one message per 50 ms, never more than 50 ms
-    behind the book (plus delivery). See :mod:`exchanges.streams.hubs`."""
+#: Names no entry of ``CHANNEL_LAYERS``: Channels then gives a consumer no channel of its own.
+NO_CHANNEL_LAYER = "exchange-streams.hub-fed"
 
-    kind = "bbo"
+
+class HubConsumer(ExchangeStreamConsumer):
+    """A stream fed by the process's hub (:mod:`exchanges.streams.hubs`), not by the channel layer.
+
+    The connection has no channel: the hub listens once per process and writes to the connection
+    itself. (With a channel each of 1,000 connections would wait in the layer's receive machinery,
+    which with channels_redis hands every incoming message through a lock they all contend for, and
+    an error of that shared receive surfaces in whichever connection holds the lock.)"""
+
+    channel_layer_alias = NO_CHANNEL_LAYER
     hub: hubs.Hub | None = None
 
+    def make_hub(self, key: tuple) -> hubs.Hub:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def hub_key(self) -> tuple:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     async def subscribe(self) -> None:
-        symbol, mode = self.symbol, self.mode
-        self.hub = await hubs.subscribe(
-            "bbo", (symbol, mode), lambda key: hubs.BboHub(key, symbol, mode, reads.snapshot), self
-        )
+        self.hub = await hubs.subscribe(self.kind, self.hub_key(), self.make_hub, self)
 
     async def unsubscribe(self) -> None:
         if self.hub is not None:
             await hubs.unsubscribe(self.hub, self)
 
 
-class MarketsConsumer(ExchangeStreamConsumer):
+class BboConsumer(HubConsumer):
+    """Best bid and offer, conflated per process: at most one message per 50 ms, never more than 50 ms
+    behind the book (plus delivery). See :mod:`exchanges.streams.hubs`."""
+
+    kind = "bbo"
+
+    def hub_key(self) -> tuple:
+        return (self.symbol, self.mode)
+
+    def make_hub(self, key: tuple) -> hubs.Hub:
+        return hubs.BboHub(key, self.symbol, self.mode, reads.snapshot)
+
+
+class MarketsConsumer(HubConsumer):
     """All pairs: a ``snapshot`` of every market on connect, then a ``market`` message for each pair
     that traded, at most one per pair per second."""
 
     kind = "markets"
     per_symbol = False
-    hub: hubs.Hub | None = None
 
-    async def subscribe(self) -> None:
-        mode = self.mode
-        self.hub = await hubs.subscribe(
-            "markets", (mode,), lambda key: hubs.MarketsHub(key, mode, reads.market_rows), self
-        )
+    def hub_key(self) -> tuple:
+        return (self.mode,)
 
-    async def unsubscribe(self) -> None:
-        if self.hub is not None:
-            await hubs.unsubscribe(self.hub, self)
+    def make_hub(self, key: tuple) -> hubs.Hub:
+        return hubs.MarketsHub(key, self.mode, reads.market_rows)
 
 
 # --- private -------------------------------------------------------------------------------------------------

@@ -106,6 +106,20 @@ def to_json(frame: Mapping[str, Any]) -> str:
     return orjson.dumps(frame, default=_default).decode()
 
 
+def ws_text_frame(text: str) -> bytes:
+    """``text`` as one unfragmented, unmasked WebSocket text frame (RFC 6455 section 5.2), the bytes a
+    server puts on the wire. A server's frames carry no mask, so one frame serves every connection."""
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 1 << 16:
+        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return header + payload
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return dec(value)

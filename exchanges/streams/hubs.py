@@ -14,6 +14,13 @@ So each subscriber gets at most one message per interval, and a change waits at 
 process's subscribers is in memory, so the channel layer carries one message per process per
 change however many clients watch (1,000 ``bbo`` subscribers cost Redis what one does).
 
+**Fan-out.** A message is encoded once, to JSON and then to the bytes of one WebSocket frame (a
+server's frames are not masked, so the same bytes serve every connection), and under daphne those
+bytes are written straight to each connection's socket in one loop (:class:`DirectSocket`): no
+ASGI message, no per-connection coroutine, no autobahn framing, no reactor round trip per socket.
+Connections this cannot serve (TLS, another ASGI server, the test communicator) get the same text
+through their ASGI ``send``.
+
 Hubs start with their first subscriber and stop with their last. docs/exchange-streams.md.
 """
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -30,12 +38,18 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from . import conf, frames
+
+try:
+    from redis.exceptions import TimeoutError as RedisTimeout
+except ImportError:  # pragma: no cover - redis comes with channels_redis
+    RedisTimeout = TimeoutError
 from .publish import book_group, markets_group
 
 log = logging.getLogger(__name__)
 
-#: Sockets served between two yields to the event loop during a fan-out.
-FAN_OUT_CHUNK = 100
+#: Sockets written between two yields to the event loop during a fan-out (a direct write costs a
+#: few microseconds: 1,000 sockets hold the loop for a few milliseconds).
+FAN_OUT_CHUNK = 1000
 #: Redis drops group members after ``group_expiry`` (a day by default): re-join well before.
 GROUP_REJOIN_SECONDS = 3600.0
 
@@ -44,21 +58,116 @@ class Subscriber(Protocol):
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False): ...
 
 
+# --- delivery to one connection ---------------------------------------------------------------------------------
+
+#: autobahn's ``WebSocketProtocol.STATE_OPEN``: the handshake is done and no close frame has gone either way.
+_WS_OPEN = 3
+
+
+class DirectSocket:
+    """Writes ready-made WebSocket frames to one daphne connection without going through daphne.
+
+    daphne hands each ASGI application ``functools.partial(server.handle_reply, protocol)`` as its
+    ``send``; the protocol is autobahn's, on a Twisted TCP transport. :meth:`write` keeps their
+    invariants:
+
+    - nothing is written unless the WebSocket is open (after the handshake, before any close frame);
+    - bytes stay in order with everything daphne and autobahn write themselves (the handshake, the
+      first message, pings, close frames): the socket is written directly only when Twisted's
+      outgoing buffer is empty, otherwise the frame joins that buffer through ``transport.write``,
+      and what a partial ``send`` leaves over goes there too;
+    - a connection that has stopped reading piles up at most ``backlog`` bytes in that buffer, then
+      is dropped (a conflated stream has no use for a backlog, and the process's memory must not
+      grow without bound for one stuck client); the client sees the connection end and reconnects.
+
+    A broken socket (the client went away) is skipped: Twisted sees the close on its read side and
+    daphne disconnects the consumer, which unsubscribes.
+    """
+
+    __slots__ = ("protocol", "transport", "sock", "backlog")
+
+    def __init__(self, protocol: Any, transport: Any, sock: Any, backlog: int) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        self.sock = sock
+        self.backlog = backlog
+
+    @classmethod
+    def for_send(cls, send: Any) -> DirectSocket | None:
+        """The direct writer behind an ASGI ``send`` of daphne, or None when ``send`` is anything else
+        or the connection is one this class must not bypass (TLS, per-message compression)."""
+        if not isinstance(send, functools.partial) or len(send.args) != 1 or send.keywords:
+            return None
+        if getattr(send.func, "__name__", "") != "handle_reply":
+            return None
+        try:
+            from daphne.ws_protocol import WebSocketProtocol
+        except ImportError:  # pragma: no cover - daphne is the production server
+            return None
+        protocol = send.args[0]
+        if not isinstance(protocol, WebSocketProtocol) or getattr(protocol, "_perMessageCompress", None) is not None:
+            return None
+        transport = getattr(protocol, "transport", None)
+        if transport is None or getattr(transport, "TLS", True):
+            return None
+        if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen", "getHandle")):
+            return None  # not the Twisted TCP transport this was written against
+        return cls(protocol, transport, transport.getHandle(), conf.ws_max_backlog_bytes())
+
+    def write(self, data: bytes) -> bool:
+        """Queue or write one frame; False if the connection is closing, closed or was dropped."""
+        protocol, transport = self.protocol, self.transport
+        if protocol.state != _WS_OPEN or not transport.connected or transport.disconnecting:
+            return False
+        pending = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        if pending or protocol.send_queue:
+            if pending > self.backlog:
+                log.info("stream: dropping a connection %d bytes behind (%s)", pending, protocol.peer)
+                transport.abortConnection()
+                return False
+            transport.write(data)
+            return True
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # reset or broken pipe: the reactor will see the close and disconnect the consumer
+            return False
+        if sent < len(data):
+            transport.write(data[sent:])
+        return True
+
+
+class _Member:
+    """One subscriber of a hub: ``live`` once it has been sent its first message."""
+
+    __slots__ = ("sub", "sock", "live")
+
+    def __init__(self, sub: Subscriber) -> None:
+        self.sub = sub
+        self.sock = DirectSocket.for_send(getattr(sub, "base_send", None))
+        self.live = False
+
+
 class Hub:
     """Listens to ``group``; on events calls ``on_event(message)`` which marks work; flushes with
-    ``compute()`` -> list of JSON texts to fan out, at most once per ``interval``."""
+    ``compute()`` -> list of JSON texts to fan out, at most once per ``interval``.
+
+    ``_lock`` serialises reads of the hub's state with sending: a flush (compute and fan-out) and a
+    new subscriber's first message never interleave, so a subscriber's first message is always the
+    first it receives, and nothing computed before it follows it."""
 
     def __init__(self, registry_key: tuple, group: str, interval: float) -> None:
         self.registry_key = registry_key
         self.group = group
         self.interval = interval
-        self.subscribers: set[Subscriber] = set()
+        self.subscribers: dict[Subscriber, _Member] = {}
         self.channel: str | None = None
         self._tasks: list[asyncio.Task] = []
         self._flush_task: asyncio.Task | None = None
         self._dirty = False
         self._last_sent = float("-inf")
-        self._read_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()
         self.stopped = False
 
     # -- lifecycle
@@ -82,6 +191,18 @@ class Hub:
             with contextlib.suppress(Exception):
                 await get_channel_layer().group_discard(self.group, self.channel)
 
+    async def join(self, sub: Subscriber) -> None:
+        """Send ``sub`` (already registered by :func:`subscribe`) the current state, then let it
+        receive the flushes. Under ``_lock``, so no flush can slip in before the first message."""
+        async with self._lock:
+            texts = await self.initial()
+            member = self.subscribers.get(sub)
+            if member is None:  # it went away while the state was read
+                return
+            for text in texts:
+                await sub.send(text_data=text)
+            member.live = True
+
     async def _listen(self) -> None:
         layer = get_channel_layer()
         while not self.stopped:
@@ -89,6 +210,11 @@ class Hub:
                 message = await layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
+            except (TimeoutError, RedisTimeout):
+                # channels_redis waits up to 5 s (BZPOPMIN) for a message, and redis-py's default read
+                # timeout is also 5 s: on a quiet group the client can give up first. Listen again at once.
+                log.debug("stream hub %s: receive timed out", self.group)
+                continue
             except Exception:  # noqa: BLE001 - the layer hiccuped (Redis restart): wait and listen again
                 log.exception("stream hub %s: receive failed", self.group)
                 await asyncio.sleep(0.5)
@@ -120,41 +246,56 @@ class Hub:
         while self._dirty and not self.stopped:
             wait = self._last_sent + self.interval - loop.time()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(wait)  # trailing edge: one interval after the last message
             self._dirty = False
-            try:
-                async with self._read_lock:
+            async with self._lock:
+                try:
                     texts = await self.compute()
-            except Exception:  # noqa: BLE001 - a failed read (database away) is retried on the next event
-                log.exception("stream hub %s: read failed", self.group)
-                continue
-            if texts:
-                self._last_sent = loop.time()
-                await self.fan_out(texts)
+                except Exception:  # noqa: BLE001 - a failed read (database away) is retried on the next event
+                    log.exception("stream hub %s: read failed", self.group)
+                    continue
+                if texts:
+                    self._last_sent = loop.time()
+                    await self.fan_out(texts)
 
     async def fan_out(self, texts: list[str]) -> None:
-        """Hand every text to every local subscriber. The ASGI ``send`` of each socket is called
-        directly (one message dict per text, shared by all sockets), and the loop yields every
-        ``FAN_OUT_CHUNK`` sockets so the server starts writing to the first sockets while it queues
-        to the rest."""
-        messages = [{"type": "websocket.send", "text": text} for text in texts]
-        for n, sub in enumerate(list(self.subscribers), 1):
-            send = getattr(sub, "base_send", None)
-            try:
-                for message in messages:
-                    if send is not None:
-                        await send(message)
-                    else:
-                        await sub.send(text_data=message["text"])
-            except Exception:  # noqa: BLE001 - one broken socket must not starve the others
-                log.debug("stream hub %s: send to a closing socket failed", self.group)
+        """Hand every text to every live subscriber, in one pass: the frame bytes are built once and
+        written to each daphne socket directly; other connections get the texts through their ASGI
+        ``send`` (one message dict per text, shared by all of them)."""
+        data = [frames.ws_text_frame(text) for text in texts]
+        others: list[_Member] = []
+        n = 0
+        for member in list(self.subscribers.values()):
+            if not member.live:
+                continue
+            sock = member.sock
+            if sock is None:
+                others.append(member)
+                continue
+            for chunk in data:
+                if not sock.write(chunk):
+                    break
+            n += 1
             if n % FAN_OUT_CHUNK == 0:
                 await asyncio.sleep(0)
+        if others:
+            messages = [{"type": "websocket.send", "text": text} for text in texts]
+            for member in others:
+                send = getattr(member.sub, "base_send", None)
+                try:
+                    for message in messages:
+                        if send is not None:
+                            await send(message)
+                        else:
+                            await member.sub.send(text_data=message["text"])
+                except Exception:  # noqa: BLE001 - one broken socket must not starve the others
+                    log.debug("stream hub %s: send to a closing socket failed", self.group)
 
     async def compute(self) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     async def initial(self) -> list[str]:  # pragma: no cover - abstract
+        """The first message(s) of a new subscriber; the caller holds ``_lock``."""
         raise NotImplementedError
 
 
@@ -249,12 +390,11 @@ class BboHub(Hub):
         return [text]
 
     async def initial(self) -> list[str]:
-        async with self._read_lock:
-            if self.sequence is None:
-                await self._load()
-            if self._last_text is None:
-                self._last_key, self._last_text = self._frame()
-            return [self._last_text]
+        if self.sequence is None:
+            await self._load()
+        if self._last_text is None:
+            self._last_key, self._last_text = self._frame()
+        return [self._last_text]
 
 
 # --- markets ---------------------------------------------------------------------------------------------------
@@ -286,20 +426,19 @@ class MarketsHub(Hub):
         """The snapshot of every pair, read at most once per interval however many clients connect
         (and again as soon as a pair trades)."""
         now = asyncio.get_running_loop().time()
-        async with self._read_lock:
-            if self._snapshot is None or now - self._snapshot[0] >= self.interval:
-                rows = await self._read(self.mode, None)
-                ts = frames.iso()
-                text = frames.to_json(
-                    {
-                        "type": "snapshot",
-                        "mode": self.mode,
-                        "markets": [frames.market(row, mode=self.mode, timestamp=ts) for row in rows],
-                        "timestamp": ts,
-                    }
-                )
-                self._snapshot = (now, text)
-            return [self._snapshot[1]]
+        if self._snapshot is None or now - self._snapshot[0] >= self.interval:
+            rows = await self._read(self.mode, None)
+            ts = frames.iso()
+            text = frames.to_json(
+                {
+                    "type": "snapshot",
+                    "mode": self.mode,
+                    "markets": [frames.market(row, mode=self.mode, timestamp=ts) for row in rows],
+                    "timestamp": ts,
+                }
+            )
+            self._snapshot = (now, text)
+        return [self._snapshot[1]]
 
 
 # --- registry ---------------------------------------------------------------------------------------------------
@@ -326,15 +465,14 @@ async def subscribe(kind: str, key: tuple, factory: Callable[[tuple], Hub], sub:
             hub = factory(registry_key)
             await hub.start()
             _hubs[registry_key] = hub
-        hub.subscribers.add(sub)
-    for text in await hub.initial():
-        await sub.send(text_data=text)
+        hub.subscribers[sub] = _Member(sub)  # registered first, so the hub cannot stop under it
+    await hub.join(sub)
     return hub
 
 
 async def unsubscribe(hub: Hub, sub: Subscriber) -> None:
     async with _lock():
-        hub.subscribers.discard(sub)
+        hub.subscribers.pop(sub, None)
         if hub.subscribers or hub.stopped:
             return
         if _hubs.get(hub.registry_key) is hub:
