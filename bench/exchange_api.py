@@ -190,35 +190,95 @@ async def seed_ladder(port: int, key: str, symbol: str) -> None:
         r.raise_for_status()
 
 
-async def client_loop(
-    i: int, port: int, key: str, symbol: str, stop_at: float, cross: float, lat: dict, errors: list
-) -> None:
-    import httpx
+class RawHTTP:
+    """A lean HTTP/1.1 keep-alive client (one connection, one request at a time): the bench measures the
+    server, and a general client library costs more CPU per request than the server's order path on this
+    2-core machine (``--client httpx`` uses httpx instead, as earlier runs did)."""
 
+    def __init__(self, port: int, key: str):
+        self.port, self.key = port, key
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {self.key}\r\n"
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        head += f"Content-Length: {len(body or b'')}\r\n\r\n"
+        self.writer.write(head.encode() + (body or b""))
+        status = int((await self.reader.readline()).split(b" ", 2)[1])
+        length, chunked, close = None, False, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            elif name == b"connection" and b"close" in value.lower():
+                close = True
+        if chunked:
+            parts = []
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                if size == 0:
+                    await self.reader.readline()
+                    break
+                parts.append(await self.reader.readexactly(size))
+                await self.reader.readline()
+            data = b"".join(parts)
+        else:
+            data = await self.reader.readexactly(length or 0)
+        if close:
+            self.writer.close()
+            self.writer = None
+        return status, data
+
+
+class HttpxClient:
+    def __init__(self, port: int, key: str):
+        import httpx
+
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=30.0)
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        r = await self.http.request(method, path, content=body, headers=headers)
+        return r.status_code, r.content
+
+
+async def client_loop(
+    i: int, port: int, key: str, symbol: str, stop_at: float, cross: float, lat: dict, errors: list, kind: str
+) -> None:
     rng = random.Random(i)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=30.0) as http:
-        while time.monotonic() < stop_at:
-            crossing = rng.random() < cross
-            if crossing:
-                body = {"side": "buy", "quantity": "1", "price": "0.7000", "order_type": "ioc"}
-            else:
-                price = Decimal("0.3000") + Decimal("0.0001") * rng.randint(0, 2000)
-                body = {"side": "buy", "quantity": str(rng.randint(1, 50)), "price": str(price)}
-            t0 = time.perf_counter()
-            r = await http.post(f"/api/v1/exchange/{symbol}/orders", json=body)
-            lat["place"].append(time.perf_counter() - t0)
-            if r.status_code != 201:
-                errors.append(f"place {r.status_code} {r.text[:200]}")
-                continue
-            if crossing:
-                lat["trades"].append(1)
-                continue
-            oid = r.json()["order_id"]
-            t0 = time.perf_counter()
-            r = await http.delete(f"/api/v1/exchange/{symbol}/orders/{oid}")
-            lat["cancel"].append(time.perf_counter() - t0)
-            if r.status_code != 200:
-                errors.append(f"cancel {r.status_code} {r.text[:200]}")
+    http = RawHTTP(port, key) if kind == "raw" else HttpxClient(port, key)
+    while time.monotonic() < stop_at:
+        crossing = rng.random() < cross
+        if crossing:
+            body = {"side": "buy", "quantity": "1", "price": "0.7000", "order_type": "ioc"}
+        else:
+            price = Decimal("0.3000") + Decimal("0.0001") * rng.randint(0, 2000)
+            body = {"side": "buy", "quantity": str(rng.randint(1, 50)), "price": str(price)}
+        t0 = time.perf_counter()
+        status, data = await http.request("POST", f"/api/v1/exchange/{symbol}/orders", json.dumps(body).encode())
+        lat["place"].append(time.perf_counter() - t0)
+        if status != 201:
+            errors.append(f"place {status} {data[:200]!r}")
+            continue
+        if crossing:
+            lat["trades"].append(1)
+            continue
+        oid = json.loads(data)["order_id"]
+        t0 = time.perf_counter()
+        status, data = await http.request("DELETE", f"/api/v1/exchange/{symbol}/orders/{oid}")
+        lat["cancel"].append(time.perf_counter() - t0)
+        if status != 200:
+            errors.append(f"cancel {status} {data[:200]!r}")
 
 
 async def run(args, keys: list[str], servers) -> dict:
@@ -233,7 +293,15 @@ async def run(args, keys: list[str], servers) -> dict:
     await asyncio.gather(
         *[
             client_loop(
-                100 + i, ports[i % len(ports)], keys[i], syms[i % len(syms)], time.monotonic() + 2, 0.0, warm, []
+                100 + i,
+                ports[i % len(ports)],
+                keys[i],
+                syms[i % len(syms)],
+                time.monotonic() + 2,
+                0.0,
+                warm,
+                [],
+                args.client,
             )
             for i in range(args.clients)
         ]
@@ -244,7 +312,9 @@ async def run(args, keys: list[str], servers) -> dict:
     stop_at = t0 + args.seconds
     await asyncio.gather(
         *[
-            client_loop(i, ports[i % len(ports)], keys[i], syms[i % len(syms)], stop_at, args.cross, lat, errors)
+            client_loop(
+                i, ports[i % len(ports)], keys[i], syms[i % len(syms)], stop_at, args.cross, lat, errors, args.client
+            )
             for i in range(args.clients)
         ]
     )
@@ -262,6 +332,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--cross", type=float, default=0.0, help="share of orders that cross the book and trade")
     ap.add_argument("--symbols", type=int, default=1, help="spread the clients over this many pairs (books)")
+    ap.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client of the bench (see RawHTTP)")
+    ap.add_argument("--gateway", type=int, default=1, help="EXCHANGE_ORDER_GATEWAY (0: every order through Django)")
+    ap.add_argument("--threads", type=int, default=2, help="EXCHANGE_GATEWAY_THREADS per server")
     ap.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
     ap.add_argument("--pool", type=int, default=4, help="DB_POOL per server process (0: CONN_MAX_AGE as in base)")
     args = ap.parse_args()
@@ -273,6 +346,8 @@ def main() -> None:
     env.update(
         REDIS_CACHE_DB=str(args.redis_db), REDIS_CELERY_DB=str(args.redis_db), REDIS_CHANNELS_DB=str(args.redis_db)
     )
+    env["EXCHANGE_ORDER_GATEWAY"] = "true" if args.gateway else "false"
+    env["EXCHANGE_GATEWAY_THREADS"] = str(args.threads)
     env["DB_POOL"] = str(args.pool)  # always set: 0 must turn the pool off (production's default is 10)
     keys = prepare(env, args.clients, args.symbols)
     servers = start_servers(env, args.servers)
@@ -291,7 +366,8 @@ def main() -> None:
     all_ops = lat["place"] + lat["cancel"]
     print(
         f"\nexchange API: {args.servers} daphne process(es), {args.clients} clients, {elapsed:.1f} s, "
-        f"{args.symbols} pair(s), cross {args.cross:.0%}, DB_POOL {args.pool}; "
+        f"{args.symbols} pair(s), cross {args.cross:.0%}, DB_POOL {args.pool}, gateway {args.gateway} "
+        f"({args.threads} threads), client {args.client}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(f"{'figure':44} {'measured':>12} {'target':>12}")

@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSocket through Channels routing."""
+"""ASGI entry point: HTTP through Django (the exchange's order entry through its gateway first), WebSocket
+through Channels routing."""
 
 import os
 
@@ -11,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from exchanges.api.gateway import OrderGatewayApp  # noqa: E402
 from mmsite.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -32,7 +34,9 @@ def _allowed_origins() -> list[str]:
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The exchange's place and cancel endpoints are answered by the order gateway (batched per book,
+        # docs/exchange-matching.md); every other request, and any it would not answer exactly, by Django.
+        "http": OrderGatewayApp(django_asgi_app),
         "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), _allowed_origins()),
     }
 )

@@ -67,25 +67,61 @@ def decode_jwt(token: str, *, typ: str = "access") -> dict | None:
     return claims
 
 
-def authenticate_jwt(token: str, *, typ: str = "access") -> Trader | None:
-    """The trader an access token belongs to, or None."""
+def _jwt_subject(token: str, typ: str) -> int | None:
     claims = decode_jwt(token, typ=typ)
     if claims is None:
         return None
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub.isdigit():
+    if not isinstance(sub, str) or not sub.isdigit() or len(sub) > 18:
         return None
-    return Trader.objects.select_related("user").filter(pk=int(sub), user__is_active=True).first()
+    return int(sub)
+
+
+def authenticate_jwt(token: str, *, typ: str = "access") -> Trader | None:
+    """The trader an access token belongs to, or None. The trader (an active user) is remembered by this
+    process for ``KEY_CACHE_SECONDS``, as API keys are: a deactivated user's tokens stop within it."""
+    pk = _jwt_subject(token, typ)
+    if pk is None:
+        return None
+    hit = _JWT_TRADERS.get(pk)
+    now = time.monotonic()
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    trader = Trader.objects.select_related("user").filter(pk=pk, user__is_active=True).first()
+    if trader is not None:
+        if len(_JWT_TRADERS) > 10_000:
+            _JWT_TRADERS.clear()
+        _JWT_TRADERS[pk] = (now + KEY_CACHE_SECONDS, trader)
+    return trader
 
 
 #: A key checked against the database is trusted by this process for this long (a revoked key stops
 #: working everywhere within it; revoking through ``trader_key_revoke`` clears this process at once).
 KEY_CACHE_SECONDS = 10.0
 _KEYS: dict[str, tuple[float, Trader]] = {}
+_JWT_TRADERS: dict[int, tuple[float, Trader]] = {}
 
 
 def api_key_cache_clear() -> None:
     _KEYS.clear()
+    _JWT_TRADERS.clear()
+
+
+def cached_trader(*, api_key: str | None = None, bearer: str | None = None) -> Trader | None:
+    """The trader of an API key or access token **if this process already knows it** (no database
+    access, for the order gateway's event loop); None when it would have to ask the database (the
+    caller then lets the regular API path answer, which also fills the cache) or the credential is bad."""
+    now = time.monotonic()
+    if api_key is not None:
+        hit = _KEYS.get(TraderApiKey.hash_key(api_key.strip()))
+    elif bearer is not None:
+        pk = _jwt_subject(bearer, "access")
+        hit = None if pk is None else _JWT_TRADERS.get(pk)
+    else:
+        return None
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    return None
 
 
 def authenticate_api_key(raw_key: str | None) -> Trader | None:

@@ -40,6 +40,11 @@ ORDER_OPTIONS = {"stop_price", "display_qty", "expire_at", "time_in_force_ms", "
 
 
 def _place(trader, symbol: str, body: Any, default_mode: str | None = None):
+    return svc.order_place(**place_args(trader, symbol, body, default_mode))
+
+
+def place_args(trader, symbol: str, body: Any, default_mode: str | None = None) -> dict[str, Any]:
+    """The service's keyword arguments for one order body (the order gateway uses these too)."""
     if not isinstance(body, dict):
         raise ExchangeError(Codes.INVALID_PARAMETER, "an order must be a JSON object")
     unknown = set(body) - ORDER_FIELDS - ORDER_OPTIONS
@@ -55,7 +60,7 @@ def _place(trader, symbol: str, body: Any, default_mode: str | None = None):
     if order_type in ("market", "stop_market"):
         price = None  # "ignored for market" (the SDK sends "0")
     options = {k: body[k] for k in ORDER_OPTIONS if k in body and body[k] is not None}
-    return svc.order_place(
+    return dict(
         trader=trader,
         symbol=symbol,
         side=body["side"],

@@ -50,7 +50,7 @@ from exchanges.book import (
 from exchanges.book.book import SNAPSHOT_VERSION
 from exchanges.errors import Codes, ExchangeError
 from exchanges.ledger import services as ledger
-from exchanges.ledger.choices import OPEN_HOLD_STATUSES, OwnerType
+from exchanges.ledger.choices import OPEN_HOLD_STATUSES, HoldStatus, OwnerType
 from exchanges.ledger.exceptions import InsufficientFunds
 from exchanges.models import (
     LIVE_STATUSES,
@@ -285,6 +285,9 @@ class Run:
     dirty: bool = False
     #: every order row the run touched, by order id, as persisted (filled in by ``_persist``)
     orders: dict[str, ExchangeOrder] = field(default_factory=dict)
+    #: available balance (``balance - held``) of the accounts a batch asked for, read under the book lock;
+    #: a placement checks its hold against it and takes its share (``run_batch(accounts=...)``)
+    available: dict[int, Decimal] | None = None
 
     @property
     def book(self) -> OrderBook:
@@ -348,12 +351,22 @@ class _Preload:
         return out
 
 
-def _lock_book_state(market: Market, mode: str, preload: _Preload | None = None) -> tuple[BookState, dict]:
+def _lock_book_state(
+    market: Market, mode: str, preload: _Preload | None = None, accounts: list[int] | None = None
+) -> tuple[BookState, dict, dict[int, Decimal]]:
     """``SELECT … FOR UPDATE`` the book's row. On PostgreSQL one round trip sets a 5 s lock timeout for
     this transaction, takes the lock (the values are an integer id and a checked mode string) and reads
-    the ``preload`` order rows. Returns the row and those orders by order id."""
+    the ``preload`` order rows and the available balance (``balance - held``) of ``accounts`` (read, not
+    locked: the holds' conditional updates have the last word). Returns the row, those orders by order
+    id, and ``{account id: available}``."""
     if mode not in ("live", "paper"):
         raise ExchangeError(Codes.INVALID_MODE, f"unknown mode {mode!r}")
+    acct_sql = ""
+    if accounts:
+        acct_sql = (
+            f"SELECT id, balance - held FROM {LedgerAccount._meta.db_table} "
+            f"WHERE id IN ({', '.join(str(int(a)) for a in sorted(set(accounts)))})"
+        )
     try:
         if connection.vendor == "postgresql":
             sql = (
@@ -361,27 +374,40 @@ def _lock_book_state(market: Market, mode: str, preload: _Preload | None = None)
                 f"SELECT {', '.join(_STATE_FIELDS)} FROM {BookState._meta.db_table} "
                 f"WHERE market_id = {int(market.pk)} AND mode = '{mode}' FOR UPDATE"
             )
+            parts, params = [sql], []
+            if preload is not None:
+                parts.append(preload.sql)
+                params = list(preload.params)
+            if acct_sql:
+                parts.append(acct_sql)
             with connection.cursor() as cur:
-                if preload is not None:
-                    cur.execute(f"{sql}; {preload.sql}", preload.params)
+                if params:
+                    cur.execute("; ".join(parts), params)
                 else:
-                    cur.execute(sql)
+                    cur.execute("; ".join(parts))
                 cur.nextset()  # the first result is the SET's
                 row = cur.fetchone()
-                rows = []
+                rows, avail = [], {}
                 if preload is not None:
                     cur.nextset()
                     rows = cur.fetchall()
+                if acct_sql:
+                    cur.nextset()
+                    avail = dict(cur.fetchall())
             state = BookState(**dict(zip(_STATE_FIELDS, row, strict=True)))
             state._state.adding = False
             state._state.db = "default"
-            return state, (preload.orders(rows) if preload is not None else {})
+            return state, (preload.orders(rows) if preload is not None else {}), avail
         state = BookState.objects.select_for_update().get(market=market, mode=mode)
-        if preload is None:
-            return state, {}
+        loaded, avail = {}, {}
         with connection.cursor() as cur:
-            cur.execute(preload.sql, preload.params)
-            return state, preload.orders(cur.fetchall())
+            if preload is not None:
+                cur.execute(preload.sql, preload.params)
+                loaded = preload.orders(cur.fetchall())
+            if acct_sql:
+                cur.execute(acct_sql)
+                avail = dict(cur.fetchall())
+        return state, loaded, avail
     except OperationalError as exc:
         if "lock timeout" in str(exc).lower() or "lock_timeout" in str(exc).lower():
             raise ExchangeError(Codes.BUSY, "the order book is busy, try again", status=503) from exc
@@ -402,7 +428,7 @@ def run_on_book(*, market: Market, mode: str, command: Callable[[Run], Any], pre
     preload = _Preload(preload_orders) if preload_orders else None
     try:
         with transaction.atomic():
-            state, loaded = _lock_book_state(market, mode, preload)
+            state, loaded, _ = _lock_book_state(market, mode, preload)
             with _BOOKS_GUARD:
                 local = _BOOKS.get(key)
             if local is None or local.stamp != state.stamp or local.market_updated_at != market.updated_at:
@@ -433,6 +459,7 @@ def run_batch(
     commands: list[Callable[[Run], Any]],
     preload_orders: Iterable[Iterable[str]] | None = None,
     deferred: list[Callable[[], None]] | None = None,
+    accounts: Iterable[int] = (),
 ) -> list[Any]:
     """Run several commands on the (market, mode) book in **one** transaction (group commit): one lock,
     one persist, one commit for all of them. Returns one entry per command, in order: what it returned,
@@ -446,12 +473,15 @@ def run_batch(
     After commit, the events of the whole batch are published together (one stream message per group);
     with ``deferred`` given, that publishing is appended to it for the caller to run once it has answered
     (the one-by-one fallback publishes as it goes). An unexpected exception of one command in the
-    fallback is returned in its place (logged), so the others still get their answers.
+    fallback is returned in its place (logged), so the others still get their answers. ``accounts``:
+    ledger accounts whose available balance is read in the lock's round trip into ``run.available``
+    (placements check their holds against it, in order).
     """
+    accounts = sorted(set(accounts))
     if not commands:
         return []
     per_command = [list(ids) for ids in preload_orders] if preload_orders is not None else [[] for _ in commands]
-    if len(commands) == 1 or connection.in_atomic_block:
+    if connection.in_atomic_block:
         return [_one(market, mode, cmd, ids) for cmd, ids in zip(commands, per_command, strict=True)]
     book_state_ensure(market=market, mode=mode)
     key = (market.pk, mode)
@@ -460,7 +490,7 @@ def run_batch(
     after: list[Callable[[], None]] = []
     try:
         with transaction.atomic():
-            state, loaded = _lock_book_state(market, mode, preload)
+            state, loaded, avail = _lock_book_state(market, mode, preload, accounts)
             with _BOOKS_GUARD:
                 local = _BOOKS.get(key)
             if local is None or local.stamp != state.stamp or local.market_updated_at != market.updated_at:
@@ -468,6 +498,8 @@ def run_batch(
                 with _BOOKS_GUARD:
                     _BOOKS[key] = local
             run = Run(market=market, mode=mode, local=local, state=state, now=now_us(), loaded=loaded)
+            if accounts:
+                run.available = avail
             run.expire()
             results: list[Any] = []
             for cmd in commands:
@@ -605,12 +637,14 @@ def _persist(run: Run) -> Callable[[], None]:
     if trades:
         acct_ids.add(fee_account(asset=base, mode=mode).pk)
         acct_ids.add(fee_account(asset=quote, mode=mode).pk)
-    if len(acct_ids) > 1:
+    live_book = book._orders  # the core keeps its orders here; read-only use (queue place for a restart)
+    plain = _plain(run, touched, trades, reductions, live_book)
+    if len(acct_ids) > 1 and not plain:  # plain: locked in the write message, first
         ledger.lock_accounts(acct_ids)
 
     # Holds first (new orders, amends), so every trade below settles against a hold. Several new orders
     # (a batch) get theirs in one statement.
-    fresh = [p for p in run.hold_plans if p.release_old is None and p.order.order_id in run.new_orders]
+    fresh = [] if plain else [p for p in run.hold_plans if p.release_old is None and p.order.order_id in run.new_orders]
     if len(fresh) > 1:
         accts = [_hold_account(p.order, market, mode) for p in fresh]
         try:
@@ -626,7 +660,7 @@ def _persist(run: Run) -> Callable[[], None]:
     else:
         fresh = []
     bulk = {id(p) for p in fresh}
-    for plan in run.hold_plans:
+    for plan in () if plain else run.hold_plans:
         if id(plan) in bulk:
             continue
         if plan.release_old is not None:
@@ -642,7 +676,6 @@ def _persist(run: Run) -> Callable[[], None]:
             ) from exc
 
     # Final state of every touched order, from the book.
-    live_book = book._orders  # the core keeps its orders here; read-only use (queue place for a restart)
     for oid, o in touched.items():
         core = live_book.get(oid)
         if core is not None:
@@ -737,71 +770,79 @@ def _persist(run: Run) -> Callable[[], None]:
     state.stamp = secrets.token_hex(8)
     state_fields = ["sequence", "trade_no", "counter", "last_price", "clock", "stamp", "updated_at"]
 
-    # Writes, in a fixed order. The book row's update goes with the order writes: on PostgreSQL with the
-    # common single order insert or update, both are one round trip.
-    new_ids = set(run.new_orders)
-    existing = [o for oid, o in touched.items() if oid not in new_ids]
-    batch = connection.vendor == "postgresql" and len(run.new_orders) + len(existing) == 1
-    if batch:
-        (o,) = [*run.new_orders.values(), *existing]
+    if plain:
+        _write_plain(run, touched, to_release, acct_ids, state_fields)
+    else:
+        # Writes, in a fixed order. The book row's update goes with the order writes: on PostgreSQL with the
+        # common single order insert or update, both are one round trip.
+        new_ids = set(run.new_orders)
+        existing = [o for oid, o in touched.items() if oid not in new_ids]
+        batch = connection.vendor == "postgresql" and len(run.new_orders) + len(existing) == 1
+        if batch:
+            (o,) = [*run.new_orders.values(), *existing]
+            if existing:
+                _write_batch([_update_sql(o, ORDER_UPDATE_FIELDS), _update_sql(state, state_fields)])
+            else:
+                ((pk,),) = _write_batch([_insert_sql(o), _update_sql(state, state_fields)])[0]
+                o.pk = pk
+                o._state.adding, o._state.db = False, "default"
+            existing = []
+        if not batch:
+            if len(run.new_orders) > 1:
+                ExchangeOrder.objects.bulk_create(list(run.new_orders.values()))
+            else:
+                for o in run.new_orders.values():
+                    o.save(force_insert=True)
         if existing:
-            _write_batch([_update_sql(o, ORDER_UPDATE_FIELDS), _update_sql(state, state_fields)])
-        else:
-            ((pk,),) = _write_batch([_insert_sql(o), _update_sql(state, state_fields)])[0]
-            o.pk = pk
-            o._state.adding, o._state.db = False, "default"
-        existing = []
-    if not batch:
-        if len(run.new_orders) > 1:
-            ExchangeOrder.objects.bulk_create(list(run.new_orders.values()))
-        else:
-            for o in run.new_orders.values():
-                o.save(force_insert=True)
-    if existing:
-        now = timezone.now()
-        for o in existing:
-            o.updated_at = now
-        if len(existing) == 1:
-            existing[0].save(update_fields=ORDER_UPDATE_FIELDS)
-        else:
-            ExchangeOrder.objects.bulk_update(existing, ORDER_UPDATE_FIELDS)
-    if trade_rows:
-        ExchangeTrade.objects.bulk_create(trade_rows)
-        created = {row.trade_id: row.created_at for row in trade_rows}
-        for p in publish:
-            if p["type"] == "trade":
-                p["timestamp"] = created[p["trade_id"]]
-    for trade_no, buy, sell, notional, qty, buyer_fee, seller_fee in settle_args:
-        ledger.trade_settle(
-            idempotency_key=f"trade:{market.symbol}:{mode}:{trade_no}",
-            buyer_hold=buy.hold,
-            seller_hold=sell.hold,
-            quote_amount=notional,
-            base_qty=qty,
-            buyer_base_account=trader_account(trader_id=buy.trader_id, asset=base, mode=mode),
-            seller_quote_account=trader_account(trader_id=sell.trader_id, asset=quote, mode=mode),
-            buyer_fee=buyer_fee,
-            seller_fee=seller_fee,
-            base_fee_account=fee_account(asset=base, mode=mode),
-            quote_fee_account=fee_account(asset=quote, mode=mode),
-            memo=f"{market.symbol} trade {trade_no}",
-        )
-    for o, qty in reductions:
-        if o.hold_id and o.order_id in live_book:
-            amount = qty * o.price if o.side == "buy" else qty
-            h = Hold.objects.get(pk=o.hold_id)
-            amount = min(amount, h.remaining)
-            if amount > 0 and h.status in OPEN_HOLD_STATUSES:
-                ledger.hold_release(hold=h, amount=amount)
-    releasing = [o for o in to_release if o.hold_id]
-    if len(releasing) > 1:
-        for o, h in zip(releasing, ledger.holds_release_rest([o.hold for o in releasing]), strict=True):
-            o.hold = h
-    for o in releasing if len(releasing) == 1 else ():
-        o.hold = ledger.hold_release_rest(hold=o.hold)
+            now = timezone.now()
+            for o in existing:
+                o.updated_at = now
+            if len(existing) == 1:
+                existing[0].save(update_fields=ORDER_UPDATE_FIELDS)
+            elif connection.vendor == "postgresql":
+                _orders_update(existing)
+            else:
+                ExchangeOrder.objects.bulk_update(existing, ORDER_UPDATE_FIELDS)
+        if trade_rows:
+            ExchangeTrade.objects.bulk_create(trade_rows)
+            created = {row.trade_id: row.created_at for row in trade_rows}
+            for p in publish:
+                if p["type"] == "trade":
+                    p["timestamp"] = created[p["trade_id"]]
+        for trade_no, buy, sell, notional, qty, buyer_fee, seller_fee in settle_args:
+            ledger.trade_settle(
+                idempotency_key=f"trade:{market.symbol}:{mode}:{trade_no}",
+                buyer_hold=buy.hold,
+                seller_hold=sell.hold,
+                quote_amount=notional,
+                base_qty=qty,
+                buyer_base_account=trader_account(trader_id=buy.trader_id, asset=base, mode=mode),
+                seller_quote_account=trader_account(trader_id=sell.trader_id, asset=quote, mode=mode),
+                buyer_fee=buyer_fee,
+                seller_fee=seller_fee,
+                base_fee_account=fee_account(asset=base, mode=mode),
+                quote_fee_account=fee_account(asset=quote, mode=mode),
+                memo=f"{market.symbol} trade {trade_no}",
+            )
+        for o, qty in reductions:
+            if o.hold_id and o.order_id in live_book:
+                amount = qty * o.price if o.side == "buy" else qty
+                h = Hold.objects.get(pk=o.hold_id)
+                amount = min(amount, h.remaining)
+                if amount > 0 and h.status in OPEN_HOLD_STATUSES:
+                    ledger.hold_release(hold=h, amount=amount)
+        releasing = [o for o in to_release if o.hold_id]
+        if len(releasing) > 1:
+            for o, h in zip(releasing, ledger.holds_release_rest([o.hold for o in releasing]), strict=True):
+                o.hold = h
+        for o in releasing if len(releasing) == 1 else ():
+            o.hold = ledger.hold_release_rest(hold=o.hold)
 
-    if not batch:
-        state.save(update_fields=state_fields)
+        if not batch:
+            if connection.vendor == "postgresql":
+                _write_batch([_update_sql(state, state_fields)])
+            else:
+                state.save(update_fields=state_fields)
     run.local.stamp = state.stamp
 
     touched_orders = list(touched.values())
@@ -841,6 +882,167 @@ ORDER_UPDATE_FIELDS = [
     "book_arrival",
     "updated_at",
 ]
+
+
+def _plain(run: Run, touched: dict, trades: list, reductions: list, live_book: dict) -> bool:
+    """Whether this run only placed resting orders and cancelled or expired others (no trades, amends,
+    triggers or partial reductions), with more than one order row to write: then all of its writes go to
+    PostgreSQL in one message (:func:`_write_plain`)."""
+    if connection.vendor != "postgresql" or trades or reductions:
+        return False
+    if len(run.hold_plans) != len(run.new_orders):
+        return False
+    if any(p.release_old is not None or p.order.order_id not in run.new_orders for p in run.hold_plans):
+        return False
+    if any(oid not in live_book for oid in run.new_orders):
+        return False
+    if any(type(ev) in (Amended, Triggered) for ev in run.events):
+        return False
+    return len(touched) > 1
+
+
+def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state_fields: list[str]) -> None:
+    """The writes of a plain run (:func:`_plain`) as one multi-statement round trip, in the ledger's lock
+    order: lock the accounts (ascending), raise ``held`` and insert the new holds (only if every account
+    covers its new holds), insert the new orders and point them at their holds, update the done orders,
+    release their holds, update the book's row. Any shortfall raises (the transaction rolls back; a batch
+    then runs its commands one by one, where the shortfall is refused with ``insufficient_balance``)."""
+    now = timezone.now()
+    acct, hold_t, order_t = LedgerAccount._meta.db_table, Hold._meta.db_table, ExchangeOrder._meta.db_table
+    statements: list[tuple[str, list, int | None]] = []
+    if len(acct_ids) > 1:
+        statements.append(
+            (f"SELECT id FROM {acct} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [sorted(acct_ids)], len(acct_ids))
+        )
+    new = list(run.new_orders.values())
+    plans = {p.order.order_id: p for p in run.hold_plans}
+    if new:
+        accounts = [_hold_account(o, run.market, run.mode).pk for o in new]
+        refs = [plans[o.order_id].reference for o in new]
+        amounts = [plans[o.order_id].amount for o in new]
+        statements.append(
+            (
+                f"WITH req AS (SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::numeric[]) "
+                f"AS r(account_id, reference, amount)), "
+                f"tot AS (SELECT account_id, sum(amount) AS s FROM req GROUP BY account_id), "
+                f"a AS (UPDATE {acct} AS x SET held = x.held + tot.s, updated_at = %s FROM tot "
+                f"WHERE x.id = tot.account_id AND (x.is_system OR x.balance - x.held >= tot.s) RETURNING x.id) "
+                f"INSERT INTO {hold_t} (account_id, reference, amount, remaining, captured, released, status, "
+                f"created_at, updated_at) SELECT req.account_id, req.reference, req.amount, req.amount, 0, 0, %s, "
+                f"%s, %s FROM req JOIN a ON a.id = req.account_id RETURNING id, reference",
+                [accounts, refs, amounts, now, HoldStatus.ACTIVE, now, now],
+                len(new),
+            )
+        )
+        sql, params, _ = _insert_many_sql(new)
+        statements.append((sql, params, len(new)))
+        statements.append(
+            (
+                f"UPDATE {order_t} AS o SET hold_id = h.id FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[]) "
+                f"AS v(oid, account_id, reference) JOIN {hold_t} AS h ON h.account_id = v.account_id "
+                f"AND h.reference = v.reference WHERE o.order_id = v.oid",
+                [[o.order_id for o in new], accounts, refs],
+                len(new),
+            )
+        )
+    existing = [o for oid, o in touched.items() if oid not in run.new_orders]
+    if existing:
+        for o in existing:
+            o.updated_at = now
+        statements.append((*_orders_update_sql(existing), len(existing)))
+    releasing = sorted({o.hold_id for o in to_release if o.hold_id})
+    if releasing:
+        opened = list(OPEN_HOLD_STATUSES)
+        statements.append(
+            (
+                f"UPDATE {acct} AS a SET held = a.held - s.r, updated_at = %s FROM (SELECT account_id, "
+                f"sum(remaining) AS r FROM {hold_t} WHERE id = ANY(%s) AND status = ANY(%s) AND remaining > 0 "
+                f"GROUP BY account_id) AS s WHERE a.id = s.account_id RETURNING a.held",
+                [now, releasing, opened],
+                None,
+            )
+        )
+        statements.append(
+            (
+                f"UPDATE {hold_t} SET released = released + remaining, remaining = 0, status = %s, updated_at = %s "
+                f"WHERE id = ANY(%s) AND status = ANY(%s)",
+                [HoldStatus.RELEASED, now, releasing, opened],
+                None,
+            )
+        )
+    statements.append(_update_sql(run.state, state_fields))
+    results = _write_batch(statements)
+    i = 1 if len(acct_ids) > 1 else 0
+    if new:
+        hold_ids = {ref: pk for pk, ref in results[i]}
+        for o, (pk,) in zip(new, results[i + 1], strict=True):
+            o.pk = pk
+            o._state.adding, o._state.db = False, "default"
+            o.hold_id = hold_ids[plans[o.order_id].reference]
+            o.created_at = o.created_at or now
+        i += 3
+    if existing:
+        i += 1
+    if releasing and any(held < 0 for (held,) in results[i]):
+        raise DatabaseError("releasing holds: an account's held would go negative")
+
+
+def _insert_many_sql(objs: list) -> tuple[str, list, int | None]:
+    """The one ``INSERT … RETURNING id`` that ``bulk_create(objs)`` runs on PostgreSQL (auto fields filled
+    in on the objects)."""
+    from django.db.models.sql import InsertQuery
+
+    meta = type(objs[0])._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated]
+    query = InsertQuery(type(objs[0]))
+    query.insert_values(fields, objs)
+    compiler = query.get_compiler("default")
+    compiler.returning_fields = [meta.pk]
+    ((sql, params),) = compiler.as_sql()
+    return sql, list(params), len(objs)
+
+
+#: ``ORDER_UPDATE_FIELDS`` as columns with their PostgreSQL array types (``_orders_update``).
+_ORDER_UPDATE_COLUMNS = [
+    ("price", "numeric"),
+    ("quantity", "numeric"),
+    ("filled_quantity", "numeric"),
+    ("filled_notional", "numeric"),
+    ("open_quantity", "numeric"),
+    ("visible_quantity", "numeric"),
+    ("fees_paid", "numeric"),
+    ("fee_asset", "varchar"),
+    ("status", "varchar"),
+    ("cancel_reason", "varchar"),
+    ("hold_id", "bigint"),
+    ("amend_count", "integer"),
+    ("book_type", "varchar"),
+    ("book_sub_no", "bigint"),
+    ("book_arrival", "bigint"),
+    ("updated_at", "timestamptz"),
+]
+
+
+def _orders_update_sql(orders: list[ExchangeOrder]) -> tuple[str, list]:
+    """The ``UPDATE … FROM unnest(…)`` of ``orders``' ``ORDER_UPDATE_FIELDS``."""
+    assert [c for c, _ in _ORDER_UPDATE_COLUMNS] == [
+        ExchangeOrder._meta.get_field(f).attname for f in ORDER_UPDATE_FIELDS
+    ], "ORDER_UPDATE_FIELDS and _ORDER_UPDATE_COLUMNS disagree"
+    table = ExchangeOrder._meta.db_table
+    cols = ", ".join(c for c, _ in _ORDER_UPDATE_COLUMNS)
+    arrays = ", ".join(f"%s::{t}[]" for _, t in _ORDER_UPDATE_COLUMNS)
+    sets = ", ".join(f"{c} = v.{c}" for c, _ in _ORDER_UPDATE_COLUMNS)
+    params: list[Any] = [[o.pk for o in orders]]
+    for column, _ in _ORDER_UPDATE_COLUMNS:
+        params.append([getattr(o, column) for o in orders])
+    sql = f"UPDATE {table} AS o SET {sets} FROM unnest(%s::bigint[], {arrays}) AS v(id, {cols}) WHERE o.id = v.id"
+    return sql, params
+
+
+def _orders_update(orders: list[ExchangeOrder]) -> None:
+    """``bulk_update(orders, ORDER_UPDATE_FIELDS)`` as one ``UPDATE … FROM unnest(…)`` statement (Django's
+    ``CASE WHEN`` form costs ~1 ms of Python per order). Every row must be updated (else it raises)."""
+    _write_batch([(*_orders_update_sql(orders), len(orders))])
 
 
 def _insert_sql(obj: Any) -> tuple[str, list, int | None]:

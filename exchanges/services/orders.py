@@ -394,7 +394,12 @@ def place_command(spec: PlaceSpec) -> Callable[[Run], ExchangeOrder]:
             if not asks:
                 refuse(run.book.submit(order_id, trader.pk, side, type, inst.to_lots(qty)))
             need = qty * inst.price(asks[-1][0])  # every fill is at a resting ask price, at most the highest
-            _funds_check(hold_account, hold_asset, need)
+            if run.available is None:
+                _funds_check(hold_account, hold_asset, need)
+        if run.available is not None:  # a batch: balances read under the lock, shared by its orders
+            have = run.available.get(hold_account.pk, ZERO)
+            if have < need:
+                raise insufficient(hold_asset, have, need)
         events = inst.submit(
             run.book,
             order_id=order_id,
@@ -429,6 +434,8 @@ def place_command(spec: PlaceSpec) -> Callable[[Run], ExchangeOrder]:
         )
         run.new_orders[order_id] = order
         run.hold_plans.append(_HoldPlan(order=order, amount=need, reference=f"order:{order_id}"))
+        if run.available is not None:
+            run.available[hold_account.pk] = have - need
         run.apply(events)
         return order
 

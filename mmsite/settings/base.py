@@ -348,6 +348,13 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 # Streams: connections per IP per channel (seed: 5), the bbo conflation interval (seed: 50 ms).
+# The order gateway (exchanges/api/gateway.py): place and cancel answered beside Django's request cycle
+# and batched per book into one transaction. On by default with PostgreSQL; with SQLite (the embedded
+# default, one writer at a time anyway) those requests go through the regular views.
+EXCHANGE_ORDER_GATEWAY = env.bool(
+    "EXCHANGE_ORDER_GATEWAY", default=DATABASES["default"]["ENGINE"].endswith("postgresql")
+)
+EXCHANGE_GATEWAY_THREADS = env.int("EXCHANGE_GATEWAY_THREADS", default=2)
 EXCHANGE_WS_MAX_CONNECTIONS_PER_IP = env.int("EXCHANGE_WS_MAX_CONNECTIONS_PER_IP", default=5)
 EXCHANGE_BBO_INTERVAL_MS = env.int("EXCHANGE_BBO_INTERVAL_MS", default=50)
 

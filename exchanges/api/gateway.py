@@ -1,0 +1,491 @@
+"""The order gateway: the two hottest endpoints served beside Django's request cycle, batched per book.
+
+``POST /api/v1/exchange/{symbol}/orders`` (place) and ``DELETE /api/v1/exchange/{symbol}/orders/{order_id}``
+(cancel) are answered here, in the ASGI process, when the request is one this module can answer exactly
+as the regular view would (docs/exchange-matching.md, "The order gateway"):
+
+1. **In the event loop** (no database, no thread): route, read the body, authenticate from the process's
+   credential cache (:func:`~exchanges.api.authentication.cached_trader`), parse the JSON object. Anything
+   else (no or unknown credential, a browser's ``Origin``, a body that is not a JSON object, another
+   content type, an unusual query) is handed to Django untouched, which answers it (and warms the cache).
+2. **In a gateway thread** (``EXCHANGE_GATEWAY_THREADS``, long-lived, each with its own database
+   connection): every request waiting at that moment is taken as one batch; its rate limits are counted
+   in one Redis round trip (:func:`~exchanges.api.throttling.throttle_many`), orders are validated by the
+   same service code as the view (``place_args`` -> ``place_prepare``), ``client_order_id`` reuse and
+   funds are checked for the whole batch in one query each, cancels are looked up in one query, and then
+   each book's commands run in **one transaction** (:func:`~exchanges.services.matching.run_batch`: one
+   book lock, one persist, one commit: group commit).
+3. The answers go back to the event loop in one call; the batch's stream events are published after.
+
+Every answer is the regular view's: the same status, body (``order_json`` / the placed order with its
+fills) and error shape (``render_exchange``), ``Retry-After`` on 429. Tests run the same requests through
+both paths and compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError, OperationalError, close_old_connections
+from rest_framework import exceptions
+
+from exchanges.errors import Codes, ExchangeError
+from exchanges.models import LIVE_STATUSES, ExchangeOrder
+from exchanges.services import matching
+from exchanges.services import orders as svc
+from mmsite.api.errors import render_exchange
+from mmsite.api.renderers import _default as json_default
+
+from .authentication import cached_trader
+from .base import api_error
+from .parsers import _refuse_constant
+from .render import order_json
+from .throttling import throttle_many
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1/exchange/"
+PLACE_PATH = re.compile(r"^/api/v1/exchange/([A-Za-z0-9_.-]{1,32})/orders/?$")
+CANCEL_PATH = re.compile(r"^/api/v1/exchange/([A-Za-z0-9_.-]{1,32})/orders/(ord_[0-9a-f]{1,32})/?$")
+#: Fixed paths under ``{symbol}/orders/`` that are views of their own (never an order id).
+MAX_BODY = 64 * 1024
+MAX_BATCH = 256
+#: ``EXCHANGE_GATEWAY_STATS=1``: log batch counts and times every 5 s (benchmarks).
+STATS = os.environ.get("EXCHANGE_GATEWAY_STATS") == "1"
+
+#: The headers every answer carries (as the regular view's: DRF's ``Vary`` and Django's security middleware).
+BASE_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"vary", b"Accept"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "EXCHANGE_ORDER_GATEWAY", False))
+
+
+# --- the ASGI side -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """One request waiting for a gateway thread."""
+
+    kind: str  # "place" | "cancel"
+    trader: Any
+    symbol: str
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    body: dict | None = None
+    order_id: str = ""
+    mode: str | None = None
+    #: the answer: (status, body bytes, extra headers)
+    answer: tuple[int, bytes, list] | None = None
+    spec: Any = None
+    row: Any = None
+    market: Any = None
+    book_mode: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class OrderGatewayApp:
+    """ASGI middleware: the gateway's two endpoints, everything else (and any request it would not answer
+    exactly as the regular view) to ``app``."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX) or not enabled():
+            return await self.app(scope, receive, send)
+        method, path = scope["method"], scope["path"]
+        if method == "POST":
+            m = PLACE_PATH.match(path)
+            if m is not None:
+                return await self._place(scope, receive, send, m.group(1))
+        elif method == "DELETE":
+            m = CANCEL_PATH.match(path)
+            if m is not None and m.group(2) not in ("batch", "open", "history"):
+                return await self._cancel(scope, receive, send, m.group(1), m.group(2))
+        return await self.app(scope, receive, send)
+
+    # Each handler either answers, or hands the request to Django (with the body it already read).
+
+    async def _place(self, scope, receive, send, symbol: str):
+        headers = _headers(scope)
+        trader = _trader(headers, scope)
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        body, messages = await _read_body(receive)
+        if trader is None or ctype != b"application/json" or body is None:
+            return await self.app(scope, _replay(messages, receive), send)
+        try:
+            data = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            return await self.app(scope, _replay(messages, receive), send)
+        item = Item(kind="place", trader=trader, symbol=symbol, body=data, **_future())
+        await _answer(send, await gateway().submit(item))
+
+    async def _cancel(self, scope, receive, send, symbol: str, order_id: str):
+        headers = _headers(scope)
+        trader = _trader(headers, scope)
+        query = scope.get("query_string", b"")
+        mode: str | None = None
+        ok = trader is not None
+        if ok and query:
+            params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            if len(params) != 1 or params[0][0] != "mode" or params[0][1] not in ("live", "paper", ""):
+                ok = False
+            else:
+                mode = params[0][1] or None
+        body, messages = await _read_body(receive)
+        if not ok or body is None or body.strip():
+            return await self.app(scope, _replay(messages, receive), send)
+        item = Item(kind="cancel", trader=trader, symbol=symbol, order_id=order_id, mode=mode, **_future())
+        await _answer(send, await gateway().submit(item))
+
+
+def _future() -> dict:
+    loop = asyncio.get_running_loop()
+    return {"loop": loop, "future": loop.create_future()}
+
+
+def _headers(scope) -> dict[bytes, bytes]:
+    out: dict[bytes, bytes] = {}
+    for name, value in scope.get("headers", ()):
+        if name in out:  # a repeated header: leave the request to Django
+            out[b"x-gateway-repeated"] = b"1"
+        out[name] = value
+    return out
+
+
+def _trader(headers: dict[bytes, bytes], scope) -> Any:
+    """The caller, from the process's credential cache only; None: let Django answer."""
+    if b"origin" in headers or b"x-gateway-repeated" in headers or b"cookie" in headers:
+        return None
+    auth = headers.get(b"authorization")
+    if auth is not None:
+        scheme, _, token = auth.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer":
+            return None  # DRF would go on to the API key; leave such mixes to it
+        return cached_trader(bearer=token.strip())
+    key = headers.get(b"x-api-key")
+    if key is not None:
+        return cached_trader(api_key=key.decode("latin-1"))
+    return None
+
+
+async def _read_body(receive) -> tuple[bytes | None, list[dict]]:
+    """The request body (None if over ``MAX_BODY`` or the client left) and the messages read, to replay."""
+    messages, chunks, size = [], [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return None, messages
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > MAX_BODY:
+            return None, messages
+        if not message.get("more_body", False):
+            return b"".join(chunks), messages
+
+
+def _replay(messages: list[dict], receive):
+    pending = list(messages)
+
+    async def replayed():
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
+
+
+async def _answer(send, answer: tuple[int, bytes, list]) -> None:
+    status, body, extra = answer
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*BASE_HEADERS, (b"content-length", str(len(body)).encode()), *extra],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- the gateway threads -------------------------------------------------------------------------------------
+
+
+class Gateway:
+    def __init__(self, threads: int):
+        self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.threads = [
+            threading.Thread(target=self._run, name=f"order-gateway-{i}", daemon=True) for i in range(threads)
+        ]
+        self.after_commit: queue.SimpleQueue[list] = queue.SimpleQueue()
+        self.threads.append(threading.Thread(target=self._after_commit_run, name="order-gateway-publish", daemon=True))
+        for t in self.threads:
+            t.start()
+        #: batches processed and requests in them (bench and tests read these)
+        self.batches = 0
+        self.requests = 0
+        self.busy = 0.0
+        self._next_stats = 0.0
+
+    async def submit(self, item: Item) -> tuple[int, bytes, list]:
+        self.queue.put(item)
+        return await item.future
+
+    def _run(self) -> None:
+        while True:
+            items = [self.queue.get()]
+            while len(items) < MAX_BATCH:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            deferred: list = []
+            started = time.perf_counter()
+            try:
+                process(items, deferred)
+            except Exception:  # noqa: BLE001 - every request gets an answer, whatever happened
+                log.exception("order gateway: a batch of %d failed", len(items))
+            finally:
+                for it in items:
+                    if it.answer is None:
+                        it.answer = _error_answer(
+                            ExchangeError(Codes.BUSY, "the order could not be processed, try again", status=503)
+                        )
+                self.batches += 1
+                self.requests += len(items)
+                _deliver(items)
+                self.busy += time.perf_counter() - started
+                if STATS and time.monotonic() > self._next_stats:
+                    self._next_stats = time.monotonic() + 5
+                    log.warning(
+                        "order gateway: %d batches, %d requests (%.1f per batch), %.2f ms per batch",
+                        self.batches,
+                        self.requests,
+                        self.requests / self.batches,
+                        1000 * self.busy / self.batches,
+                    )
+                if deferred:
+                    self.after_commit.put(deferred)
+                close_old_connections()
+
+    def _after_commit_run(self) -> None:
+        """Stream publishing of committed batches, in commit order, off the gateway threads (they answer
+        the next batch meanwhile)."""
+        while True:
+            for fn in self.after_commit.get():
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - a stream failure never undoes a committed order
+                    log.exception("order gateway: publishing after commit failed")
+            if self.after_commit.empty():
+                close_old_connections()
+
+
+def _deliver(items: list[Item]) -> None:
+    by_loop: dict[Any, list[Item]] = {}
+    for it in items:
+        by_loop.setdefault(it.loop, []).append(it)
+    for loop, group in by_loop.items():
+
+        def resolve(group=group):
+            for it in group:
+                if not it.future.done():
+                    it.future.set_result(it.answer)
+
+        try:
+            loop.call_soon_threadsafe(resolve)
+        except RuntimeError:  # the loop is gone (server shutting down)
+            pass
+
+
+_GATEWAY: Gateway | None = None
+_GATEWAY_LOCK = threading.Lock()
+
+
+def gateway() -> Gateway:
+    global _GATEWAY
+    if _GATEWAY is None:
+        with _GATEWAY_LOCK:
+            if _GATEWAY is None:
+                _GATEWAY = Gateway(max(1, int(getattr(settings, "EXCHANGE_GATEWAY_THREADS", 2))))
+    return _GATEWAY
+
+
+# --- one batch ------------------------------------------------------------------------------------------------
+
+
+def _json(data: Any) -> bytes:
+    return orjson.dumps(data, default=json_default)
+
+
+def _error_answer(exc: Exception) -> tuple[int, bytes, list]:
+    if isinstance(exc, exceptions.Throttled):
+        headers = []
+        if exc.wait is not None:
+            headers.append((b"retry-after", str(int(exc.wait + 0.999)).encode()))
+        return exc.status_code, _json(render_exchange(exc)), headers
+    if isinstance(exc, ExchangeError):
+        return exc.status, _json(render_exchange(api_error(exc))), []
+    if isinstance(exc, OperationalError | DatabaseError):
+        busy = ExchangeError(Codes.BUSY, "the exchange is busy, try again", status=503)
+        return busy.status, _json(render_exchange(api_error(busy))), []
+    log.error("order gateway: unexpected %r", exc, exc_info=exc)
+    return 500, _json({"error": "internal_error", "message": "Internal server error"}), []
+
+
+def process(items: list[Item], deferred: list) -> None:
+    """Answer every item of one batch (``item.answer``); stream publishing goes to ``deferred``."""
+    # 1. Rate limits, counted as the views count them, in one round trip.
+    for it, refused in zip(
+        items,
+        throttle_many([(it.trader, it.symbol.lower() if it.kind == "place" else None) for it in items]),
+        strict=True,
+    ):
+        if refused is not None:
+            it.answer = _error_answer(refused)
+
+    # 2. Validation (the view's own code; no database but the cached markets and accounts). A cancel goes to
+    #    the book of the path's pair in the asked mode (live if none asked; an order found in the other mode
+    #    is sent there in a second round).
+    from .views_trading import place_args
+
+    places = []
+    for it in items:
+        if it.answer is not None:
+            continue
+        try:
+            if it.kind == "place":
+                it.spec = svc.place_prepare(**place_args(it.trader, it.symbol, it.body))
+                it.market, it.book_mode = it.spec.market, it.spec.mode
+                places.append(it)
+            else:
+                try:
+                    it.market = svc.market_get(symbol=it.symbol)
+                except ExchangeError:
+                    raise _unknown_order(it.order_id) from None
+                it.book_mode = it.mode or "live"
+        except ExchangeError as exc:
+            it.answer = _error_answer(exc)
+    _check_client_order_ids(places)
+
+    # 3. Each book's commands in one transaction, in arrival order.
+    for _round in range(2):
+        books: dict[tuple[int, str], list[Item]] = {}
+        for it in items:
+            if it.answer is None and it.market is not None:
+                books.setdefault((it.market.pk, it.book_mode), []).append(it)
+        if not books:
+            break
+        for group in books.values():
+            _run_book(group, deferred)
+
+
+def _run_book(group: list[Item], deferred: list) -> None:
+    commands, preloads, accounts = [], [], set()
+    for it in group:
+        if it.kind == "place":
+            commands.append(svc.place_command(it.spec))
+            preloads.append([])
+            accounts.add(it.spec.hold_account.pk)
+        else:
+            commands.append(_cancel_command(it))
+            preloads.append([it.order_id])
+    results = matching.run_batch(
+        market=group[0].market,
+        mode=group[0].book_mode,
+        commands=commands,
+        preload_orders=preloads,
+        deferred=deferred,
+        accounts=accounts,
+    )
+    for it, result in zip(group, results, strict=True):
+        if isinstance(result, OtherBook):
+            it.book_mode = result.mode  # asked again in its own book's round
+        elif isinstance(result, Exception):
+            it.answer = _error_answer(_integrity_to_api(it, result))
+        elif it.kind == "place":
+            from .views_trading import _placed_json
+
+            it.answer = (201, _json(_placed_json(result)), [])
+        else:
+            it.answer = (200, _json(order_json(result)), [])
+
+
+class OtherBook(ExchangeError):
+    """A cancel (no ``mode`` asked) of an order that lives in the other mode's book."""
+
+    def __init__(self, mode: str):
+        super().__init__(Codes.UNKNOWN_ORDER, "order in the other mode's book", status=404)
+        self.mode = mode
+
+
+def _unknown_order(order_id: str) -> ExchangeError:
+    return ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+
+
+def _cancel_command(it: Item):
+    """``order_cancel``'s checks, made on the order's row read under the book lock, then its command."""
+    cancel = svc.cancel_command(it.order_id)
+    first_round = it.mode is None and it.book_mode == "live"
+
+    def command(run):
+        row = run.loaded.get(it.order_id)
+        if row is None or row.trader_id != it.trader.pk or row.market_id != run.market.pk:
+            raise _unknown_order(it.order_id)
+        if row.mode != run.mode:
+            if first_round:
+                raise OtherBook(row.mode)
+            raise _unknown_order(it.order_id)
+        if row.status not in LIVE_STATUSES:
+            raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {it.order_id} is {row.status}", status=409)
+        return cancel(run)
+
+    return command
+
+
+def _integrity_to_api(it: Item, exc: Exception) -> Exception:
+    if it.kind == "place" and it.spec.client_order_id and "client_order_id" in str(exc):
+        return svc.duplicate_client_order_id(it.spec.client_order_id)
+    return exc
+
+
+def _check_client_order_ids(places: list[Item]) -> None:
+    wanted = [it for it in places if it.answer is None and it.spec.client_order_id]
+    if not wanted:
+        return
+    used = set(
+        ExchangeOrder.objects.filter(
+            trader_id__in={it.trader.pk for it in wanted},
+            client_order_id__in={it.spec.client_order_id for it in wanted},
+        ).values_list("trader_id", "client_order_id")
+    )
+    for it in wanted:
+        key = (it.trader.pk, it.spec.client_order_id)
+        if key in used:
+            it.answer = _error_answer(svc.duplicate_client_order_id(it.spec.client_order_id))
+        used.add(key)  # a second use within the batch is refused too
