@@ -75,7 +75,9 @@ def pct(values: list[float], p: float) -> float:
 # --- subscriber processes --------------------------------------------------------------------------------------
 
 
-def subscriber_process(client: str, uri: str, ips: list[str], count: int, ready, stop_at_q, out_q) -> None:
+def subscriber_process(client: str, nice: int, uri: str, ips: list[str], count: int, ready, stop_at_q, out_q) -> None:
+    if nice:
+        os.nice(nice)
     asyncio.run(_subscribers(client, uri, ips, count, ready, stop_at_q, out_q))
 
 
@@ -374,6 +376,12 @@ def main() -> None:
         default="raw",
         help="subscriber implementation: a lean frame reader with kernel receive stamps, or the websockets library",
     )
+    ap.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        help="run the subscriber processes at this niceness (they stand in for clients on other machines)",
+    )
     args = ap.parse_args()
 
     ensure_database(args.server, args.database)
@@ -438,9 +446,8 @@ def main() -> None:
             stop_q = ctx.Queue()
             stop_qs.append(stop_q)
             uri = uris[p % len(uris)]  # with --web N, client process p talks to server p mod N
-            proc = ctx.Process(
-                target=subscriber_process, args=(args.client, uri, my_ips, count, ready, stop_q, out_q), daemon=True
-            )
+            proc_args = (args.client, args.client_nice, uri, my_ips, count, ready, stop_q, out_q)
+            proc = ctx.Process(target=subscriber_process, args=proc_args, daemon=True)
             proc.start()
             procs.append(proc)
         connected = refused = 0
@@ -466,6 +473,7 @@ def main() -> None:
         publish_module.publish = timed_publish
         time.sleep(1.0)
         start = time.monotonic()
+        start_wall = time.time()
         place_ms = []
         for k in range(trades):
             due = start + k / args.rate
@@ -501,6 +509,7 @@ def main() -> None:
     delivered: list[float] = []  # commit -> the message reached the subscriber's socket (kernel stamp)
     read: list[float] = []  # commit -> the subscriber process read it
     server_ms: list[float] = []  # commit -> the hub computed the message (publish, Redis, hub, conflation)
+    fan_out_ms: list[float] = []  # the hub computed the message -> it reached the subscriber's socket
     missed = silent = 0
     sent_gaps: list[float] = []  # between two messages to one subscriber, by the hub's timestamps
     messages = 0
@@ -520,6 +529,7 @@ def main() -> None:
             delivered.append((rec[j][0] - committed[k]) * 1000)
             read.append((rec[j][1] - committed[k]) * 1000)
             server_ms.append((stamps[j] - committed[k]) * 1000)
+            fan_out_ms.append((rec[j][0] - stamps[j]) * 1000)
 
     print(
         f"trades: {trades} in {elapsed:.1f} s ({trades / elapsed:.1f}/s); order_place p50 "
@@ -544,6 +554,14 @@ def main() -> None:
             line("trade -> bbo delivered to the subscriber's socket", delivered)
         line("trade -> bbo read by the subscriber process", read, verdict=args.client != "raw")
         line("  of which commit -> bbo computed by the hub", server_ms, verdict=False)
+        line("  and computed by the hub -> delivered (the fan-out)", fan_out_ms, verdict=False)
+    # At one trade per conflation interval, how regularly the trades commit decides the conflation
+    # wait: a trade that commits late moves the hub's send grid later for every trade after it.
+    late = [(c - (start_wall + k / args.rate)) * 1000 for k, c in enumerate(committed)]
+    print(
+        f"trade commits after their scheduled time: p1 {pct(late, 1):.1f} ms  p50 {pct(late, 50):.1f} ms  "
+        f"p99 {pct(late, 99):.1f} ms  max {max(late):.1f} ms"
+    )
     if sent_gaps:
         print(
             f"gap between two messages to one subscriber (hub timestamps): min {min(sent_gaps):.1f} ms, "

@@ -7,8 +7,6 @@
 - ``EXCHANGE_BOOK_GAP_WAIT_MS`` (250): how long a book stream waits for a late delta before it
   sends a fresh snapshot instead
 - ``EXCHANGE_WS_AUTH_RECHECK_SECONDS`` (30): the private stream re-validates its JWT this often
-- ``EXCHANGE_WS_MAX_BACKLOG_BYTES`` (1 MiB): a ``bbo``/``markets`` connection with this much unsent
-  data waiting in the server (the client stopped reading) is dropped
 """
 
 from __future__ import annotations
@@ -38,7 +36,3 @@ def book_gap_wait() -> float:
 
 def auth_recheck_seconds() -> float:
     return float(getattr(settings, "EXCHANGE_WS_AUTH_RECHECK_SECONDS", 30))
-
-
-def ws_max_backlog_bytes() -> int:
-    return int(getattr(settings, "EXCHANGE_WS_MAX_BACKLOG_BYTES", 1 << 20))

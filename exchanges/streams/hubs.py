@@ -75,22 +75,19 @@ class DirectSocket:
     - bytes stay in order with everything daphne and autobahn write themselves (the handshake, the
       first message, pings, close frames): the socket is written directly only when Twisted's
       outgoing buffer is empty, otherwise the frame joins that buffer through ``transport.write``,
-      and what a partial ``send`` leaves over goes there too;
-    - a connection that has stopped reading piles up at most ``backlog`` bytes in that buffer, then
-      is dropped (a conflated stream has no use for a backlog, and the process's memory must not
-      grow without bound for one stuck client); the client sees the connection end and reconnects.
+      and what a partial ``send`` leaves over goes there too (so a client that reads slowly is
+      buffered exactly as daphne would buffer it, and never blocks the loop).
 
     A broken socket (the client went away) is skipped: Twisted sees the close on its read side and
     daphne disconnects the consumer, which unsubscribes.
     """
 
-    __slots__ = ("protocol", "transport", "sock", "backlog")
+    __slots__ = ("protocol", "transport", "sock")
 
-    def __init__(self, protocol: Any, transport: Any, sock: Any, backlog: int) -> None:
+    def __init__(self, protocol: Any, transport: Any, sock: Any) -> None:
         self.protocol = protocol
         self.transport = transport
         self.sock = sock
-        self.backlog = backlog
 
     @classmethod
     def for_send(cls, send: Any) -> DirectSocket | None:
@@ -112,19 +109,15 @@ class DirectSocket:
             return None
         if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen", "getHandle")):
             return None  # not the Twisted TCP transport this was written against
-        return cls(protocol, transport, transport.getHandle(), conf.ws_max_backlog_bytes())
+        return cls(protocol, transport, transport.getHandle())
 
     def write(self, data: bytes) -> bool:
-        """Queue or write one frame; False if the connection is closing, closed or was dropped."""
+        """Write (or queue behind what is already queued) one frame; False if the connection is
+        closing or closed."""
         protocol, transport = self.protocol, self.transport
         if protocol.state != _WS_OPEN or not transport.connected or transport.disconnecting:
             return False
-        pending = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-        if pending or protocol.send_queue:
-            if pending > self.backlog:
-                log.info("stream: dropping a connection %d bytes behind (%s)", pending, protocol.peer)
-                transport.abortConnection()
-                return False
+        if transport.dataBuffer or transport._tempDataLen or protocol.send_queue:
             transport.write(data)
             return True
         try:

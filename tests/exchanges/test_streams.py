@@ -261,6 +261,52 @@ async def test_bbo_sends_nothing_when_a_deeper_level_changes(traders):
     await c.disconnect()
 
 
+@override_settings(EXCHANGE_BBO_INTERVAL_MS=500)
+async def test_bbo_sends_the_first_change_at_once_and_folds_the_next_ones_into_one_an_interval_later(traders):
+    """With a long interval the two edges are told apart on a busy machine: a change after a quiet
+    interval goes out without waiting; changes right after it wait for the interval and go out as
+    one message with the latest top."""
+    c = await connect("/ws/exchange/vaix/bbo")
+    await recv(c)
+    await asyncio.sleep(0.6)  # quiet for longer than the interval
+    layer = get_channel_layer()
+
+    async def bid(seq, price):
+        frame = {"type": "update", "sequence": seq, "bids": [[price, "10"]], "asks": []}
+        delta = {"sequence": seq, "frame": json.dumps(frame)}
+        await layer.group_send(book_group("vaix", "live"), {"type": "xbook.deltas", "deltas": [delta]})
+
+    t0 = asyncio.get_running_loop().time()
+    await bid(1, "0.0011")
+    leading = await recv(c, timeout=1)
+    assert leading["best_bid"] == "0.0011"
+    assert asyncio.get_running_loop().time() - t0 < 0.25  # not held for the 500 ms interval
+    await bid(2, "0.0012")
+    await bid(3, "0.0013")
+    assert await c.receive_nothing(timeout=0.3)  # inside the interval: nothing yet
+    trailing = await recv(c, timeout=1)
+    assert trailing["best_bid"] == "0.0013"
+    stamps = _stamps([leading, trailing])
+    assert (stamps[1] - stamps[0]).total_seconds() >= 0.5
+    assert await c.receive_nothing(timeout=0.6)  # 0.0012 never went out on its own
+    await c.disconnect()
+
+
+async def test_bbo_five_connections_per_ip_and_a_slot_frees_on_disconnect(traders):
+    """The conflated streams have no channel of their own; the per-IP limit holds all the same."""
+    held = [await connect("/ws/exchange/vaix/bbo", ip="10.2.2.2") for _ in range(5)]
+    for c in held:
+        assert (await recv(c))["type"] == "bbo"
+    err = await refused("/ws/exchange/vaix/bbo", consumers.CLOSE_TOO_MANY_CONNECTIONS, ip="10.2.2.2")
+    assert err["error"]["code"] == "too_many_connections"
+    other_ip = await connect("/ws/exchange/vaix/bbo", ip="10.2.2.3")
+    await held.pop().disconnect()
+    again = await connect("/ws/exchange/vaix/bbo", ip="10.2.2.2")
+    assert (await recv(again))["type"] == "bbo"
+    for c in [*held, other_ip, again]:
+        await c.disconnect()
+
+
 # --- private -----------------------------------------------------------------------------------------------------
 
 
