@@ -39,7 +39,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, close_old_connections
+from django.db import DatabaseError, OperationalError, close_old_connections, connections
+from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
 from exchanges.errors import Codes, ExchangeError
@@ -178,8 +179,14 @@ def _headers(scope) -> dict[bytes, bytes]:
 
 
 def _trader(headers: dict[bytes, bytes], scope) -> Any:
-    """The caller, from the process's credential cache only; None: let Django answer."""
+    """The caller, from the process's credential cache only; None: let Django answer (also for a browser's
+    request, a host Django would refuse, or plain HTTP where Django would redirect to HTTPS)."""
     if b"origin" in headers or b"x-gateway-repeated" in headers or b"cookie" in headers:
+        return None
+    domain, _port = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
+    if not domain or not validate_host(domain, _allowed_hosts()):
+        return None
+    if settings.SECURE_SSL_REDIRECT and scope.get("scheme") != "https":
         return None
     auth = headers.get(b"authorization")
     if auth is not None:
@@ -191,6 +198,13 @@ def _trader(headers: dict[bytes, bytes], scope) -> Any:
     if key is not None:
         return cached_trader(api_key=key.decode("latin-1"))
     return None
+
+
+def _allowed_hosts() -> list[str]:
+    hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not hosts:
+        hosts = [".localhost", "127.0.0.1", "[::1]"]
+    return hosts
 
 
 async def _read_body(receive) -> tuple[bytes | None, list[dict]]:
@@ -256,14 +270,34 @@ class Gateway:
         self.queue.put(item)
         return await item.future
 
+    def close_connections(self, timeout: float = 5.0) -> None:
+        """Have every gateway thread close its database connections (tests, before the test database is
+        dropped); returns when they all have."""
+        done = threading.Barrier(len(self.threads) + 1)
+        for _ in range(len(self.threads) - 1):
+            self.queue.put(_Close(done))
+        self.after_commit.put([_Close(done)])
+        try:
+            done.wait(timeout)
+        except threading.BrokenBarrierError:
+            pass
+
     def _run(self) -> None:
         while True:
-            items = [self.queue.get()]
+            first = self.queue.get()
+            if isinstance(first, _Close):
+                first()
+                continue
+            items = [first]
             while len(items) < MAX_BATCH:
                 try:
-                    items.append(self.queue.get_nowait())
+                    nxt = self.queue.get_nowait()
                 except queue.Empty:
                     break
+                if isinstance(nxt, _Close):
+                    self.queue.put(nxt)  # for a thread that is not busy (this one has a batch to answer)
+                    break
+                items.append(nxt)
             deferred: list = []
             started = time.perf_counter()
             try:
@@ -304,6 +338,20 @@ class Gateway:
                     log.exception("order gateway: publishing after commit failed")
             if self.after_commit.empty():
                 close_old_connections()
+
+
+class _Close:
+    """A request to a gateway thread to close its database connections."""
+
+    def __init__(self, barrier: threading.Barrier):
+        self.barrier = barrier
+
+    def __call__(self) -> None:
+        connections.close_all()
+        try:
+            self.barrier.wait(5)
+        except threading.BrokenBarrierError:
+            pass
 
 
 def _deliver(items: list[Item]) -> None:

@@ -1,0 +1,338 @@
+"""The order gateway (exchanges/api/gateway.py): place and cancel answered beside Django, batched per book.
+
+Every request goes through the real ASGI application (``mmsite.asgi.application``) over httpx's ASGI
+transport, so the gateway's event-loop side, its threads (with their own database connections) and
+Django's views all run as under daphne. On PostgreSQL: the gateway is on there by default, and its
+batches are real transactions on real parallel connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from decimal import Decimal as D
+
+import httpx
+import pytest
+from django.core.management import call_command
+from django.db.models import Sum
+
+from exchanges.api import gateway as gw
+from exchanges.errors import ExchangeError
+from exchanges.ledger.choices import OPEN_HOLD_STATUSES
+from exchanges.models import ExchangeOrder, Hold, LedgerAccount
+from exchanges.services import matching
+from exchanges.services import orders as svc
+from exchanges.services.traders import trader_key_create
+
+from .conftest import make_market, make_trader
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+BASE = "/api/v1/exchange"
+UNLIMITED = {
+    tier: {
+        "public_per_minute": 10**6,
+        "authenticated_per_minute": 10**6,
+        "orders_per_second_per_pair": 10**6,
+        "orders_per_minute": 10**6,
+    }
+    for tier in ("standard", "market_maker")
+}
+
+
+@pytest.fixture(autouse=True)
+def _limits(settings):
+    """These tests are about answers and batching, not the rate limits (one test below sets its own)."""
+    settings.EXCHANGE_RATE_LIMITS = UNLIMITED
+
+
+@pytest.fixture(autouse=True)
+def _gateway_connections_closed():
+    """The gateway's threads outlive a test; their database connections must not (the test database is
+    flushed and finally dropped)."""
+    yield
+    if gw._GATEWAY is not None:
+        gw._GATEWAY.close_connections()
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """Every request of a test falls in one rate-limit window."""
+    import exchanges.api.throttling as x
+    import mmsite.api.throttling as m
+
+    t = [1_800_000_000.2]
+    monkeypatch.setattr(x.time, "time", lambda: t[0])
+    monkeypatch.setattr(m.time, "time", lambda: t[0])
+    return t
+
+
+def _app():
+    from mmsite.asgi import application
+
+    return application
+
+
+class Client:
+    """One trader's HTTP client on the ASGI app (X-API-Key), warmed so the gateway knows its key."""
+
+    def __init__(self, trader, key: str):
+        self.trader, self.key = trader, key
+
+    def http(self, **headers) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=_app()),
+            base_url="http://testserver",
+            headers={"X-API-Key": self.key, **headers},
+            timeout=30,
+        )
+
+
+def client_for(trader) -> Client:
+    return Client(trader, trader_key_create(trader=trader)[1])
+
+
+async def warm(c: Client, symbol: str) -> None:
+    """A request through Django's own view: the process's key cache learns the key."""
+    async with c.http() as http:
+        r = await http.get(f"{BASE}/{symbol}/orders/open")
+        assert r.status_code == 200, r.text
+
+
+def handled() -> int:
+    return gw.gateway().requests
+
+
+IDS = re.compile(r"ord_[0-9a-f]+|vaix-live-\d+|vaix-paper-\d+|\d{4}-\d\d-\d\dT[0-9:.]+Z")
+
+
+def norm(r: httpx.Response) -> tuple:
+    """Status, body with ids and times masked, and the headers a client acts on."""
+    return (
+        r.status_code,
+        IDS.sub("<x>", r.text),
+        r.headers.get("content-type"),
+        r.headers.get("retry-after"),
+    )
+
+
+async def scenario(c: Client, other: Client, symbol: str) -> list[tuple]:
+    """The same requests, good and bad, in order; the answers normalised."""
+    out = []
+    async with c.http() as http, other.http() as ohttp:
+
+        async def place(body, h=http, sym=symbol):
+            r = await h.post(f"{BASE}/{sym}/orders", json=body)
+            out.append(norm(r))
+            return r
+
+        async def cancel(oid, h=http, query=""):
+            r = await h.delete(f"{BASE}/{symbol}/orders/{oid}{query}")
+            out.append(norm(r))
+            return r
+
+        first = await place({"side": "buy", "quantity": "10", "price": "0.5000"})
+        await place({"side": "buy", "quantity": "1", "price": "0.5000", "client_order_id": "c-1"})
+        await place({"side": "buy", "quantity": "1", "price": "0.5000", "client_order_id": "c-1"})  # reused: 409
+        await place({"side": "hold", "quantity": "1", "price": "0.5"})  # invalid_side
+        await place({"side": "buy", "quantity": "0", "price": "0.5"})  # invalid_quantity
+        await place({"side": "buy", "quantity": "1", "price": "0.50005"})  # price_off_tick
+        await place({"side": "buy", "quantity": "1", "price": "0.5"}, sym="nosuch")  # invalid_symbol
+        await place({"side": "buy", "quantity": "100000", "price": "0.9"})  # insufficient_balance
+        await place({"side": "buy", "quantity": "1", "price": "0.5", "colour": "red"})  # unknown field
+        await place({"side": "buy", "quantity": "1"})  # a limit order without price
+        await place({"side": "buy", "quantity": "1", "price": "0.7", "order_type": "post_only"})  # would cross
+        await place({"side": "buy", "quantity": "2", "price": "0.6", "order_type": "ioc"})  # trades: fills
+        oid = first.json()["order_id"]
+        await cancel(oid)
+        await cancel(oid)  # already cancelled: 409
+        await cancel("ord_" + "f" * 16)  # unknown: 404
+        theirs = (await place({"side": "sell", "quantity": "1", "price": "0.9000"}, h=ohttp)).json()["order_id"]
+        await cancel(theirs)  # another trader's: 404
+        mine = (await place({"side": "buy", "quantity": "1", "price": "0.4000"})).json()["order_id"]
+        await cancel(mine, query="?mode=paper")  # asked in the wrong mode: 404
+        paper = (await place({"side": "buy", "quantity": "1", "price": "0.4000", "mode": "paper"})).json()
+        await cancel(paper["order_id"])  # no mode asked: found in the paper book
+        await cancel(mine)
+    return out
+
+
+def test_the_gateway_answers_exactly_as_the_regular_views(settings):
+    """The same scenario through the gateway and through Django's views (gateway off) gives the same
+    answers, and the gateway really served it."""
+    make_market("vaix")
+    results = {}
+    for on in (True, False):
+        settings.EXCHANGE_ORDER_GATEWAY = on
+        name = "on" if on else "off"
+        maker = make_trader(f"maker-{name}", funds={"USDC": 1000, "VAIX": 100000})
+        c = client_for(make_trader(f"a-{name}", funds={"USDC": 1000, "VAIX": 1000}, paper_funds={"USDC": 100}))
+        other = client_for(make_trader(f"b-{name}", funds={"USDC": 1000, "VAIX": 1000}))
+        svc.order_place(trader=maker, symbol="vaix", side="sell", type="limit", quantity=D("3"), price=D("0.6000"))
+        asyncio.run(warm(c, "vaix"))
+        asyncio.run(warm(other, "vaix"))
+        before = handled()
+        results[name] = asyncio.run(scenario(c, other, "vaix"))
+        if on:
+            assert handled() - before >= 20  # the gateway answered (nearly) all of them itself
+        svc.orders_cancel_all(trader=maker)
+    assert results["on"] == results["off"]
+    statuses = [r[0] for r in results["on"]]
+    # placed, placed, reused id, side, quantity, tick, symbol, funds, field, no price, post_only, ioc fill;
+    # cancel, again, unknown, theirs (placed, 404), mine (placed, wrong mode), paper (placed, found), mine
+    assert statuses[:12] == [201, 201, 409, 400, 400, 400, 404, 400, 400, 400, 400, 201]
+    assert statuses[12:] == [200, 409, 404, 201, 404, 201, 404, 201, 200, 200]
+    ioc = results["on"][11][1]
+    assert '"status":"filled"' in ioc and '"role":"taker"' in ioc
+    call_command("ledger_check")
+
+
+def test_rate_limits_are_counted_and_refused_as_the_views_do(settings, frozen_clock):
+    """The seed's 10 orders per second per pair: the 11th placement within a second is a 429 with
+    Retry-After, through the gateway as through the view (each with its own trader and counters)."""
+    settings.EXCHANGE_RATE_LIMITS = {}
+    make_market("vaix")
+    answers = {}
+    for on in (True, False):
+        settings.EXCHANGE_ORDER_GATEWAY = on
+        c = client_for(make_trader(f"r-{on}", funds={"USDC": 1000}))
+
+        async def go(c=c):
+            await warm(c, "vaix")
+            async with c.http() as http:
+                return [
+                    norm(await http.post(f"{BASE}/vaix/orders", json={"side": "buy", "quantity": "1", "price": "0.1"}))
+                    for _ in range(11)
+                ]
+
+        answers[on] = asyncio.run(go())
+    assert answers[True] == answers[False]
+    assert [a[0] for a in answers[True]] == [201] * 10 + [429]
+    assert answers[True][-1][3] == "1" and "rate_limited" in answers[True][-1][1]
+
+
+def test_requests_it_would_not_answer_exactly_go_to_django():
+    make_market("vaix")
+    c = client_for(make_trader("alice", funds={"USDC": 100}))
+
+    async def go():
+        await warm(c, "vaix")
+        before = handled()
+        async with c.http() as http:
+            bad_json = await http.post(
+                f"{BASE}/vaix/orders", content=b"{nope", headers={"Content-Type": "application/json"}
+            )
+            form = await http.post(f"{BASE}/vaix/orders", data={"side": "buy"})
+            browser = await http.post(
+                f"{BASE}/vaix/orders",
+                json={"side": "buy", "quantity": "1", "price": "0.5"},
+                headers={"Origin": "http://evil.example"},
+            )
+            host = await http.post(
+                f"{BASE}/vaix/orders", json={"side": "buy", "quantity": "1", "price": "0.5"}, headers={"Host": "evil"}
+            )
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app()), base_url="http://testserver") as anon:
+            nokey = await anon.post(f"{BASE}/vaix/orders", json={"side": "buy", "quantity": "1", "price": "0.5"})
+        return bad_json, form, browser, host, nokey, handled() - before
+
+    bad_json, form, browser, host, nokey, served = asyncio.run(go())
+    assert served == 0
+    assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "malformed_json"
+    assert form.status_code == 415
+    assert browser.status_code == 201  # Django's view answered it (CSRF does not apply to key auth)
+    assert host.status_code == 400  # Django refuses the host
+    assert nokey.status_code == 401 and "error" in nokey.json()
+
+
+def test_concurrent_orders_are_batched_and_each_is_checked_against_what_the_earlier_ones_hold():
+    """40 orders from 8 traders at once: each trader can afford 4 of its 5 (the funds check takes the
+    batch's earlier orders into account), holds match the accounts, then 32 cancels at once put every
+    account back; the ledger's invariants hold throughout."""
+    make_market("vaix")
+    traders = [client_for(make_trader(f"t{i}", funds={"USDC": 20})) for i in range(8)]
+
+    async def go():
+        for c in traders:
+            await warm(c, "vaix")
+        start_batches = gw.gateway().batches
+        clients = [c.http() for c in traders]
+        try:
+            places = [
+                clients[i].post(f"{BASE}/vaix/orders", json={"side": "buy", "quantity": "10", "price": "0.5000"})
+                for _ in range(5)
+                for i in range(8)
+            ]
+            placed = await asyncio.gather(*places)
+            batches = gw.gateway().batches - start_batches
+            ids = {i: [] for i in range(8)}
+            for n, r in enumerate(placed):
+                if r.status_code == 201:
+                    ids[n % 8].append(r.json()["order_id"])
+            cancels = [clients[i].delete(f"{BASE}/vaix/orders/{oid}") for i in range(8) for oid in ids[i]]
+            cancelled = await asyncio.gather(*cancels)
+        finally:
+            for h in clients:
+                await h.aclose()
+        return placed, batches, ids, cancelled
+
+    placed, batches, ids, cancelled = asyncio.run(go())
+    codes = sorted(r.status_code for r in placed)
+    assert codes == [201] * 32 + [400] * 8, codes
+    assert all(r.json()["error"]["code"] == "insufficient_balance" for r in placed if r.status_code == 400)
+    assert all(len(v) == 4 for v in ids.values())
+    assert batches < 40  # batched: fewer transactions than orders
+    assert all(r.status_code == 200 and r.json()["status"] == "cancelled" for r in cancelled)
+    assert not Hold.objects.filter(status__in=OPEN_HOLD_STATUSES).exists()
+    assert LedgerAccount.objects.filter(owner_type="trader").aggregate(h=Sum("held"))["h"] == 0
+    assert ExchangeOrder.objects.filter(status="cancelled").count() == 32
+    call_command("ledger_check")
+
+
+def test_a_batch_that_fails_as_a_whole_gives_each_command_its_own_answer():
+    """Two orders whose holds together exceed the balance, with no balance read under the lock: the
+    batch's hold statement fails, the transaction rolls back, and the two run one by one: the first is
+    placed, the second refused with insufficient_balance; nothing else was written."""
+    market = make_market("vaix")
+    alice = make_trader("alice", funds={"USDC": 10})
+    specs = [
+        svc.place_prepare(trader=alice, symbol="vaix", side="buy", type="limit", quantity=D("15"), price=D("0.5"))
+        for _ in range(2)
+    ]
+    results = matching.run_batch(market=market, mode="live", commands=[svc.place_command(s) for s in specs])
+    assert results[0].status == "open"
+    assert isinstance(results[1], ExchangeError) and results[1].code == "insufficient_balance"
+    assert ExchangeOrder.objects.count() == 1
+    assert Hold.objects.count() == 1
+    assert LedgerAccount.objects.get(owner_id=str(alice.pk), asset="USDC", mode="live").held == D("7.5")
+    call_command("ledger_check")
+
+
+def test_a_batch_with_trades_settles_them_like_single_orders():
+    """Resting asks, then a batch of crossing buys, resting buys and a cancel: trades settle (the generic
+    persist path), rests rest, the cancel releases; the book and the ledger agree."""
+    market = make_market("vaix")
+    maker = make_trader("maker", funds={"VAIX": 1000})
+    taker = make_trader("taker", funds={"USDC": 1000})
+    asks = [
+        svc.order_place(trader=maker, symbol="vaix", side="sell", type="limit", quantity=D("5"), price=D(p))
+        for p in ("0.6000", "0.6100")
+    ]
+    specs = [
+        svc.place_prepare(trader=taker, symbol="vaix", side="buy", type="limit", quantity=D("7"), price=D("0.6100")),
+        svc.place_prepare(trader=taker, symbol="vaix", side="buy", type="limit", quantity=D("2"), price=D("0.5000")),
+    ]
+    acct = specs[0].hold_account.pk
+    results = matching.run_batch(
+        market=market,
+        mode="live",
+        commands=[svc.place_command(specs[0]), svc.place_command(specs[1]), svc.cancel_command(asks[1].order_id)],
+        preload_orders=[[], [], [asks[1].order_id]],
+        accounts=[acct],
+    )
+    crossing, resting, cancelled = results
+    assert crossing.filled_quantity == D("7") and crossing.status == "filled"
+    assert resting.status == "open"
+    assert cancelled.status == "cancelled" and cancelled.filled_quantity == D("2")
+    assert ExchangeOrder.objects.get(order_id=asks[0].order_id).status == "filled"
+    call_command("ledger_check")
