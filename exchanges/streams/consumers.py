@@ -26,7 +26,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import conf, frames, hubs, reads
 from .publish import book_group, private_group, trades_group
-from .slots import ConnectionSlots, client_ip
+from .slots import ConnectionSlots, client_ip, shared_refresher
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +88,11 @@ class ExchangeStreamConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.subscribed = True
         await self.subscribe()
-        self.refresh_task = asyncio.create_task(self._refresh_loop())
+        self.start_refresh()
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        if self.refresh_task is not None and self.refresh_task is not asyncio.current_task():
-            self.refresh_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.refresh_task
+        await self.stop_refresh()
         if self.subscribed:
             self.subscribed = False
             await self.unsubscribe()
@@ -136,6 +133,15 @@ class ExchangeStreamConsumer(AsyncWebsocketConsumer):
     async def unsubscribe(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def start_refresh(self) -> None:
+        self.refresh_task = asyncio.create_task(self._refresh_loop())
+
+    async def stop_refresh(self) -> None:
+        if self.refresh_task is not None and self.refresh_task is not asyncio.current_task():
+            self.refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.refresh_task
+
     async def _refresh_loop(self) -> None:
         interval = max(1.0, conf.slot_ttl_seconds() / 3)
         try:
@@ -147,8 +153,11 @@ class ExchangeStreamConsumer(AsyncWebsocketConsumer):
             raise
         except Exception:  # noqa: BLE001 - cache or layer down: close 1011 so the client reconnects
             log.exception("exchange stream %s: slot refresh failed", self.channel_key())
-            self.closing = True
-            await self.close(code=1011)
+            await self.slot_refresh_failed()
+
+    async def slot_refresh_failed(self) -> None:
+        self.closing = True
+        await self.close(code=1011)
 
     async def on_refresh(self) -> None:
         """Periodic work besides the slot (group re-join, auth re-check)."""
@@ -318,6 +327,13 @@ class HubConsumer(ExchangeStreamConsumer):
 
     channel_layer_alias = NO_CHANNEL_LAYER
     hub: hubs.Hub | None = None
+
+    def start_refresh(self) -> None:
+        """The process refreshes its hub-fed connections' slots all together (:class:`.slots.SharedRefresher`)."""
+        shared_refresher().add(self)
+
+    async def stop_refresh(self) -> None:
+        shared_refresher().discard(self)
 
     def make_hub(self, key: tuple) -> hubs.Hub:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -12,9 +12,19 @@ connections would keep refreshing the leaked count).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import weakref
+from typing import Protocol
+
+from django.core.cache import cache
+
 from mmsite.ws_slots import CacheSlots
 
 from . import conf
+
+log = logging.getLogger(__name__)
 
 
 def client_ip(scope: dict) -> str:
@@ -38,3 +48,73 @@ class ConnectionSlots(CacheSlots):
             limit=conf.max_connections_per_ip(),
             ttl=conf.slot_ttl_seconds(),
         )
+
+
+class SlotHolder(Protocol):
+    slots: ConnectionSlots | None
+    slot: str | None
+
+    @property
+    def owner(self) -> str: ...
+
+    async def slot_refresh_failed(self) -> None: ...
+
+
+class SharedRefresher:
+    """Refreshes the slots of many connections of one process together: one cache read of every slot
+    and one write of those still held, every third of the TTL; a connection whose slot was lost (it
+    expired during a long stall) takes one again on its own, as :meth:`CacheSlots.refresh` does.
+
+    For the hub-fed streams, where one process holds a thousand connections: refreshing each on its
+    own is two cache calls per connection per 10 s through the one thread Django's cache runs in
+    under ASGI, 200 calls a second whose Python work holds the GIL against the fan-out. If the cache
+    fails, every connection is told (and closes 1011, as a connection's own refresh would)."""
+
+    def __init__(self) -> None:
+        self.holders: set[SlotHolder] = set()
+        self.task: asyncio.Task | None = None
+
+    def add(self, holder: SlotHolder) -> None:
+        self.holders.add(holder)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+
+    def discard(self, holder: SlotHolder) -> None:
+        self.holders.discard(holder)
+
+    async def _run(self) -> None:
+        interval = max(1.0, conf.slot_ttl_seconds() / 3)
+        while self.holders:
+            await asyncio.sleep(interval)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        holders = [h for h in self.holders if h.slots is not None]
+        try:
+            held = [h for h in holders if h.slot is not None]
+            values = await cache.aget_many([h.slot for h in held]) if held else {}
+            ours = {h.slot: h.owner for h in held if values.get(h.slot) == h.owner}
+            if ours:
+                await cache.aset_many(ours, timeout=conf.slot_ttl_seconds())
+            for h in holders:
+                if h.slot not in ours and h in self.holders:
+                    h.slot = await h.slots.acquire(h.owner)
+        except Exception:  # noqa: BLE001 - cache down: every connection closes 1011 so its client reconnects
+            log.exception("exchange streams: refreshing %d connection slots failed", len(holders))
+            for h in holders:
+                if h in self.holders:
+                    self.holders.discard(h)
+                    with contextlib.suppress(Exception):
+                        await h.slot_refresh_failed()
+
+
+_refreshers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedRefresher] = weakref.WeakKeyDictionary()
+
+
+def shared_refresher() -> SharedRefresher:
+    """The refresher of the running event loop."""
+    loop = asyncio.get_running_loop()
+    refresher = _refreshers.get(loop)
+    if refresher is None:
+        refresher = _refreshers[loop] = SharedRefresher()
+    return refresher

@@ -307,6 +307,22 @@ async def test_bbo_five_connections_per_ip_and_a_slot_frees_on_disconnect(trader
         await c.disconnect()
 
 
+@override_settings(EXCHANGE_WS_SLOT_TTL_SECONDS=3)
+async def test_bbo_slots_are_kept_alive_while_connected_and_freed_on_disconnect(traders):
+    """The hub-fed connections' slots are refreshed together by the process: they outlive their TTL
+    while the connections are open, so the limit still holds after it."""
+    from exchanges.streams.slots import ConnectionSlots
+
+    held = [await connect("/ws/exchange/vaix/bbo", ip="10.3.3.3") for _ in range(5)]
+    slots = ConnectionSlots.for_connection("10.3.3.3", "bbo:vaix:live")
+    await asyncio.sleep(4.5)  # past the 3 s TTL: only the refresher keeps them
+    assert await slots.held() == 5
+    await refused("/ws/exchange/vaix/bbo", consumers.CLOSE_TOO_MANY_CONNECTIONS, ip="10.3.3.3")
+    for c in held:
+        await c.disconnect()
+    assert await slots.held() == 0
+
+
 # --- private -----------------------------------------------------------------------------------------------------
 
 
