@@ -87,6 +87,19 @@ def ensure_database(server_url: str, name: str, fresh: bool) -> None:
             print(f"created database {name}")
 
 
+def vacuum(db_url: str) -> None:
+    """``VACUUM ANALYZE`` the bench database: every run leaves tens of thousands of dead order rows, and
+    autovacuum may be off on the machine (it is on this one: ``SHOW autovacuum``), so without this each
+    run would be slower than the one before."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        on = conn.execute("SHOW autovacuum").fetchone()[0]
+    if on != "on":
+        print("note: autovacuum is off on this PostgreSQL; the bench database was vacuumed before the run")
+
+
 def server_env(db_url: str, redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TEST_DB_SUFFIX",)}
     env.update(
@@ -308,6 +321,7 @@ async def run(args, keys: list[str], servers) -> dict:
     )
     lat = {"place": [], "cancel": [], "trades": []}
     errors: list[str] = []
+    cpu0 = cpu_seconds([proc.pid for proc, _, _ in servers]), cpu_seconds([os.getpid()]), cpu_seconds(postgres_pids())
     t0 = time.monotonic()
     stop_at = t0 + args.seconds
     await asyncio.gather(
@@ -319,7 +333,34 @@ async def run(args, keys: list[str], servers) -> dict:
         ]
     )
     elapsed = time.monotonic() - t0
-    return {"lat": lat, "errors": errors, "elapsed": elapsed}
+    cpu1 = cpu_seconds([proc.pid for proc, _, _ in servers]), cpu_seconds([os.getpid()]), cpu_seconds(postgres_pids())
+    cpu = {name: b - a for name, a, b in zip(("servers", "client", "postgres"), cpu0, cpu1, strict=True)}
+    return {"lat": lat, "errors": errors, "elapsed": elapsed, "cpu": cpu}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` (and their threads) so far, from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def postgres_pids() -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
 
 
 def main() -> None:
@@ -350,6 +391,7 @@ def main() -> None:
     env["EXCHANGE_GATEWAY_THREADS"] = str(args.threads)
     env["DB_POOL"] = str(args.pool)  # always set: 0 must turn the pool off (production's default is 10)
     keys = prepare(env, args.clients, args.symbols)
+    vacuum(db_url)
     servers = start_servers(env, args.servers)
     try:
         result = asyncio.run(run(args, keys, servers))
@@ -380,6 +422,9 @@ def main() -> None:
                 f"{name + ' latency p50 / p99 (ms)':44} "
                 f"{statistics.median(samples) * 1000:6.1f} / {pct(samples, 0.99) * 1000:5.1f} {'':>12}"
             )
+    ops = max(placed + cancelled, 1)
+    for name, seconds in result["cpu"].items():
+        print(f"{'CPU per operation: ' + name + ' (ms)':44} {1000 * seconds / ops:12.2f}")
     print(f"{'errors':44} {len(result['errors']):12d}")
     for e in result["errors"][:5]:
         print("  ", e)

@@ -30,6 +30,7 @@ import logging
 import os
 import queue
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, close_old_connections, connections
+from django.db import DatabaseError, OperationalError, connections
 from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
@@ -64,6 +65,7 @@ CANCEL_PATH = re.compile(r"^/api/v1/exchange/([A-Za-z0-9_.-]{1,32})/orders/(ord_
 #: Fixed paths under ``{symbol}/orders/`` that are views of their own (never an order id).
 MAX_BODY = 64 * 1024
 MAX_BATCH = 256
+PHASES: dict[str, float] = {"before": 0.0, "books": 0.0}
 #: ``EXCHANGE_GATEWAY_STATS=1``: log batch counts and times every 5 s (benchmarks).
 STATS = os.environ.get("EXCHANGE_GATEWAY_STATS") == "1"
 
@@ -252,6 +254,9 @@ async def _answer(send, answer: tuple[int, bytes, list]) -> None:
 
 class Gateway:
     def __init__(self, threads: int):
+        interval = float(os.environ.get("EXCHANGE_GATEWAY_SWITCH_INTERVAL", "0") or 0)
+        if interval > 0:
+            sys.setswitchinterval(interval)
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.threads = [
             threading.Thread(target=self._run, name=f"order-gateway-{i}", daemon=True) for i in range(threads)
@@ -317,15 +322,16 @@ class Gateway:
                 if STATS and time.monotonic() > self._next_stats:
                     self._next_stats = time.monotonic() + 5
                     log.warning(
-                        "order gateway: %d batches, %d requests (%.1f per batch), %.2f ms per batch",
+                        "order gateway: %d batches, %d requests (%.1f per batch), %.2f ms per batch (%s)",
                         self.batches,
                         self.requests,
                         self.requests / self.batches,
                         1000 * self.busy / self.batches,
+                        ", ".join(f"{k} {1000 * v / self.batches:.2f}" for k, v in PHASES.items()),
                     )
                 if deferred:
                     self.after_commit.put(deferred)
-                close_old_connections()
+                _tidy_connection()
 
     def _after_commit_run(self) -> None:
         """Stream publishing of committed batches, in commit order, off the gateway threads (they answer
@@ -336,8 +342,19 @@ class Gateway:
                     fn()
                 except Exception:  # noqa: BLE001 - a stream failure never undoes a committed order
                     log.exception("order gateway: publishing after commit failed")
-            if self.after_commit.empty():
-                close_old_connections()
+            _tidy_connection()
+
+
+def _tidy_connection() -> None:
+    """A gateway thread keeps its database connection (with ``DB_POOL`` it holds one of the pool's for
+    good; size the pool for it), closing it only after an error left it unusable (as Django does between
+    requests, without the max-age rule: the thread is the connection's only user)."""
+    conn = connections["default"]
+    if conn.connection is None:
+        return
+    if conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"] or (conn.errors_occurred and not conn.is_usable()):
+        conn.close()
+    conn.errors_occurred = False
 
 
 class _Close:
@@ -408,6 +425,7 @@ def _error_answer(exc: Exception) -> tuple[int, bytes, list]:
 
 def process(items: list[Item], deferred: list) -> None:
     """Answer every item of one batch (``item.answer``); stream publishing goes to ``deferred``."""
+    t0 = time.perf_counter()
     # 1. Rate limits, counted as the views count them, in one round trip.
     for it, refused in zip(
         items,
@@ -440,6 +458,8 @@ def process(items: list[Item], deferred: list) -> None:
         except ExchangeError as exc:
             it.answer = _error_answer(exc)
     _check_client_order_ids(places)
+    t1 = time.perf_counter()
+    PHASES["before"] += t1 - t0
 
     # 3. Each book's commands in one transaction, in arrival order.
     for _round in range(2):
@@ -451,6 +471,7 @@ def process(items: list[Item], deferred: list) -> None:
             break
         for group in books.values():
             _run_book(group, deferred)
+    PHASES["books"] += time.perf_counter() - t1
 
 
 def _run_book(group: list[Item], deferred: list) -> None:
@@ -463,6 +484,7 @@ def _run_book(group: list[Item], deferred: list) -> None:
         else:
             commands.append(_cancel_command(it))
             preloads.append([it.order_id])
+    t_book = time.perf_counter()
     results = matching.run_batch(
         market=group[0].market,
         mode=group[0].book_mode,
@@ -482,6 +504,7 @@ def _run_book(group: list[Item], deferred: list) -> None:
             it.answer = (201, _json(_placed_json(result)), [])
         else:
             it.answer = (200, _json(order_json(result)), [])
+    PHASES["run_book"] = PHASES.get("run_book", 0.0) + time.perf_counter() - t_book
 
 
 class OtherBook(ExchangeError):
@@ -537,3 +560,24 @@ def _check_client_order_ids(places: list[Item]) -> None:
         if key in used:
             it.answer = _error_answer(svc.duplicate_client_order_id(it.spec.client_order_id))
         used.add(key)  # a second use within the batch is refused too
+
+
+if STATS:  # timing of the matching service's steps (benchmarks only)
+
+    def _timed(name, fn):
+        PHASES[name] = 0.0
+
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                PHASES[name] += time.perf_counter() - t
+
+        return wrapper
+
+    matching._lock_book_state = _timed("lock", matching._lock_book_state)
+    matching._persist = _timed("persist", matching._persist)
+    matching._write_batch = _timed("write", matching._write_batch)
+    matching._rebuild = _timed("rebuild", matching._rebuild)
+    _render = _timed("render", lambda fn, *a: fn(*a))

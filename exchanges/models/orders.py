@@ -56,9 +56,15 @@ class ExchangeOrderQuerySet(models.QuerySet):
 
 
 class ExchangeOrder(models.Model):
-    order_id = models.CharField(max_length=40, unique=True, help_text="public id, ord_<hex>")
+    # Unique through the constraint below rather than ``unique=True``: the same unique index without the
+    # extra ``varchar_pattern_ops`` index Django adds for LIKE queries (never run on order ids). Every order
+    # write maintains each index of this table, so it has only those its queries need.
+    order_id = models.CharField(max_length=40, help_text="public id, ord_<hex>")
     client_order_id = models.CharField(max_length=64, blank=True, default="")
-    trader = models.ForeignKey("exchanges.Trader", on_delete=models.PROTECT, related_name="exchange_orders")
+    # No index of its own: ``xorder_trader_hist`` starts with the trader.
+    trader = models.ForeignKey(
+        "exchanges.Trader", on_delete=models.PROTECT, related_name="exchange_orders", db_index=False
+    )
     market = models.ForeignKey("exchanges.Market", on_delete=models.PROTECT, related_name="orders")
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.LIVE)
     side = models.CharField(max_length=4, choices=OrderSide.choices)
@@ -78,7 +84,10 @@ class ExchangeOrder(models.Model):
     fee_asset = models.CharField(max_length=16, blank=True, default="")
     status = models.CharField(max_length=20, choices=OrderStatus.choices)
     cancel_reason = models.CharField(max_length=24, blank=True, default="")
-    hold = models.ForeignKey("exchanges.Hold", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Never looked up by hold (holds are never deleted): no index.
+    hold = models.ForeignKey(
+        "exchanges.Hold", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     amend_count = models.PositiveIntegerField(default=0)
     book_sub_no = models.BigIntegerField(default=0)
     book_arrival = models.BigIntegerField(default=0)
@@ -103,6 +112,7 @@ class ExchangeOrder(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["order_id"], name="xorder_order_id_unique"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="xorder_qty_pos"),
             models.CheckConstraint(
                 condition=Q(filled_quantity__gte=0, open_quantity__gte=0, visible_quantity__gte=0),

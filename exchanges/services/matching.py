@@ -908,7 +908,7 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state
     release their holds, update the book's row. Any shortfall raises (the transaction rolls back; a batch
     then runs its commands one by one, where the shortfall is refused with ``insufficient_balance``)."""
     now = timezone.now()
-    acct, hold_t, order_t = LedgerAccount._meta.db_table, Hold._meta.db_table, ExchangeOrder._meta.db_table
+    acct, hold_t = LedgerAccount._meta.db_table, Hold._meta.db_table
     statements: list[tuple[str, list, int | None]] = []
     if len(acct_ids) > 1:
         statements.append(
@@ -934,17 +934,7 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state
                 len(new),
             )
         )
-        sql, params, _ = _insert_many_sql(new)
-        statements.append((sql, params, len(new)))
-        statements.append(
-            (
-                f"UPDATE {order_t} AS o SET hold_id = h.id FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[]) "
-                f"AS v(oid, account_id, reference) JOIN {hold_t} AS h ON h.account_id = v.account_id "
-                f"AND h.reference = v.reference WHERE o.order_id = v.oid",
-                [[o.order_id for o in new], accounts, refs],
-                len(new),
-            )
-        )
+        statements.append(_insert_orders_sql(new, accounts, refs))
     existing = [o for oid, o in touched.items() if oid not in run.new_orders]
     if existing:
         for o in existing:
@@ -975,31 +965,41 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state
     i = 1 if len(acct_ids) > 1 else 0
     if new:
         hold_ids = {ref: pk for pk, ref in results[i]}
-        for o, (pk,) in zip(new, results[i + 1], strict=True):
-            o.pk = pk
+        order_ids = dict((oid, pk) for pk, oid in results[i + 1])
+        for o in new:
+            o.pk = order_ids[o.order_id]
             o._state.adding, o._state.db = False, "default"
             o.hold_id = hold_ids[plans[o.order_id].reference]
-            o.created_at = o.created_at or now
-        i += 3
+        i += 2
     if existing:
         i += 1
     if releasing and any(held < 0 for (held,) in results[i]):
         raise DatabaseError("releasing holds: an account's held would go negative")
 
 
-def _insert_many_sql(objs: list) -> tuple[str, list, int | None]:
-    """The one ``INSERT … RETURNING id`` that ``bulk_create(objs)`` runs on PostgreSQL (auto fields filled
-    in on the objects)."""
-    from django.db.models.sql import InsertQuery
-
-    meta = type(objs[0])._meta
+def _insert_orders_sql(orders: list[ExchangeOrder], accounts: list[int], refs: list[str]) -> tuple[str, list, int]:
+    """``INSERT`` the new ``orders`` (as ``bulk_create`` would fill them in: ``auto_now`` fields set on the
+    objects) with each one's ``hold_id`` taken from its hold (``accounts[i]``, ``refs[i]``) inserted earlier
+    in the same message, so the row is written once. ``RETURNING id, order_id``. An order whose hold is
+    missing is not inserted (the expected row count then fails the message)."""
+    meta = ExchangeOrder._meta
     fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated]
-    query = InsertQuery(type(objs[0]))
-    query.insert_values(fields, objs)
-    compiler = query.get_compiler("default")
-    compiler.returning_fields = [meta.pk]
-    ((sql, params),) = compiler.as_sql()
-    return sql, list(params), len(objs)
+    cols, arrays, params = [], [], []
+    for f in fields:
+        if f.attname == "hold_id":
+            continue
+        cols.append(connection.ops.quote_name(f.column))
+        arrays.append(f"%s::{f.base_db_type(connection) if hasattr(f, 'base_db_type') else f.db_type(connection)}[]")
+        params.append([f.get_db_prep_save(f.pre_save(o, True), connection) for o in orders])
+    table, hold_t = meta.db_table, Hold._meta.db_table
+    names = ", ".join(cols)
+    sql = (
+        f"INSERT INTO {table} ({names}, hold_id) SELECT {', '.join('v.' + c for c in cols)}, h.id "
+        f"FROM unnest({', '.join(arrays)}, %s::bigint[], %s::varchar[]) AS v({names}, _account, _reference) "
+        f"JOIN {hold_t} AS h ON h.account_id = v._account AND h.reference = v._reference "
+        f"RETURNING {table}.id, {table}.order_id"
+    )
+    return sql, [*params, accounts, refs], len(orders)
 
 
 #: ``ORDER_UPDATE_FIELDS`` as columns with their PostgreSQL array types (``_orders_update``).
