@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, models, transaction
 from django.db.models.signals import post_migrate
 from django.utils import timezone
 
@@ -781,9 +781,9 @@ def _persist(run: Run) -> Callable[[], None]:
         if batch:
             (o,) = [*run.new_orders.values(), *existing]
             if existing:
-                _write_batch([_update_sql(o, ORDER_UPDATE_FIELDS), _update_sql(state, state_fields)])
+                _write_batch([_update_sql(o, ORDER_UPDATE_FIELDS), _state_update_sql(state)])
             else:
-                ((pk,),) = _write_batch([_insert_sql(o), _update_sql(state, state_fields)])[0]
+                ((pk,),) = _write_batch([_insert_sql(o), _state_update_sql(state)])[0]
                 o.pk = pk
                 o._state.adding, o._state.db = False, "default"
             existing = []
@@ -960,7 +960,7 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state
                 None,
             )
         )
-    statements.append(_update_sql(run.state, state_fields))
+    statements.append(_state_update_sql(run.state))
     results = _write_batch(statements)
     i = 1 if len(acct_ids) > 1 else 0
     if new:
@@ -977,28 +977,48 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state
         raise DatabaseError("releasing holds: an account's held would go negative")
 
 
+_ORDER_INSERT: tuple[str, list] | None = None
+
+
 def _insert_orders_sql(orders: list[ExchangeOrder], accounts: list[int], refs: list[str]) -> tuple[str, list, int]:
     """``INSERT`` the new ``orders`` (as ``bulk_create`` would fill them in: ``auto_now`` fields set on the
     objects) with each one's ``hold_id`` taken from its hold (``accounts[i]``, ``refs[i]``) inserted earlier
     in the same message, so the row is written once. ``RETURNING id, order_id``. An order whose hold is
     missing is not inserted (the expected row count then fails the message)."""
-    meta = ExchangeOrder._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated]
-    cols, arrays, params = [], [], []
-    for f in fields:
-        if f.attname == "hold_id":
-            continue
-        cols.append(connection.ops.quote_name(f.column))
-        arrays.append(f"%s::{f.base_db_type(connection) if hasattr(f, 'base_db_type') else f.db_type(connection)}[]")
-        params.append([f.get_db_prep_save(f.pre_save(o, True), connection) for o in orders])
-    table, hold_t = meta.db_table, Hold._meta.db_table
-    names = ", ".join(cols)
-    sql = (
-        f"INSERT INTO {table} ({names}, hold_id) SELECT {', '.join('v.' + c for c in cols)}, h.id "
-        f"FROM unnest({', '.join(arrays)}, %s::bigint[], %s::varchar[]) AS v({names}, _account, _reference) "
-        f"JOIN {hold_t} AS h ON h.account_id = v._account AND h.reference = v._reference "
-        f"RETURNING {table}.id, {table}.order_id"
-    )
+    global _ORDER_INSERT
+    if _ORDER_INSERT is None:
+        meta = ExchangeOrder._meta
+        fields = [
+            f
+            for f in meta.local_concrete_fields
+            if f is not meta.auto_field and not f.generated and f.attname != "hold_id"
+        ]
+        cols = [connection.ops.quote_name(f.column) for f in fields]
+        arrays = [f"%s::{f.db_type(connection)}[]" for f in fields]
+        table, hold_t = meta.db_table, Hold._meta.db_table
+        names = ", ".join(cols)
+        sql = (
+            f"INSERT INTO {table} ({names}, hold_id) SELECT {', '.join('v.' + c for c in cols)}, h.id "
+            f"FROM unnest({', '.join(arrays)}, %s::bigint[], %s::varchar[]) AS v({names}, _account, _reference) "
+            f"JOIN {hold_t} AS h ON h.account_id = v._account AND h.reference = v._reference "
+            f"RETURNING {table}.id, {table}.order_id"
+        )
+        # Fields whose value goes to the driver as it is on the object (strings, numbers, Decimals, times:
+        # the types psycopg adapts); the others through the field's own preparation, as Django does.
+        plain = (models.CharField, models.DecimalField, models.IntegerField, models.DateTimeField, models.ForeignKey)
+        _ORDER_INSERT = (sql, [(f, isinstance(f, plain)) for f in fields])
+    sql, fields = _ORDER_INSERT
+    now = timezone.now()
+    params = []
+    for f, plain in fields:
+        if isinstance(f, models.DateTimeField) and (f.auto_now or f.auto_now_add):
+            for o in orders:
+                setattr(o, f.attname, now)
+            params.append([now] * len(orders))
+        elif plain:
+            params.append([getattr(o, f.attname) for o in orders])
+        else:
+            params.append([f.get_db_prep_save(f.pre_save(o, True), connection) for o in orders])
     return sql, [*params, accounts, refs], len(orders)
 
 
@@ -1025,9 +1045,6 @@ _ORDER_UPDATE_COLUMNS = [
 
 def _orders_update_sql(orders: list[ExchangeOrder]) -> tuple[str, list]:
     """The ``UPDATE … FROM unnest(…)`` of ``orders``' ``ORDER_UPDATE_FIELDS``."""
-    assert [c for c, _ in _ORDER_UPDATE_COLUMNS] == [
-        ExchangeOrder._meta.get_field(f).attname for f in ORDER_UPDATE_FIELDS
-    ], "ORDER_UPDATE_FIELDS and _ORDER_UPDATE_COLUMNS disagree"
     table = ExchangeOrder._meta.db_table
     cols = ", ".join(c for c, _ in _ORDER_UPDATE_COLUMNS)
     arrays = ", ".join(f"%s::{t}[]" for _, t in _ORDER_UPDATE_COLUMNS)
@@ -1058,6 +1075,27 @@ def _insert_sql(obj: Any) -> tuple[str, list, int | None]:
     compiler.returning_fields = [meta.pk]
     ((sql, params),) = compiler.as_sql()
     return sql, list(params), 1
+
+
+def _state_update_sql(state: BookState) -> tuple[str, list, int]:
+    """``_update_sql(state, [sequence, trade_no, counter, last_price, clock, stamp, updated_at])``, written
+    out (it runs with every command; the ORM's compiler costs more than the statement)."""
+    state.updated_at = timezone.now()
+    return (
+        f"UPDATE {BookState._meta.db_table} SET sequence = %s, trade_no = %s, counter = %s, last_price = %s, "
+        f"clock = %s, stamp = %s, updated_at = %s WHERE id = %s",
+        [
+            state.sequence,
+            state.trade_no,
+            state.counter,
+            state.last_price,
+            state.clock,
+            state.stamp,
+            state.updated_at,
+            state.pk,
+        ],
+        1,
+    )
 
 
 def _update_sql(obj: Any, names: list[str]) -> tuple[str, list, int | None]:

@@ -336,3 +336,16 @@ def test_a_batch_with_trades_settles_them_like_single_orders():
     assert cancelled.status == "cancelled" and cancelled.filled_quantity == D("2")
     assert ExchangeOrder.objects.get(order_id=asks[0].order_id).status == "filled"
     call_command("ledger_check")
+
+
+def test_the_raw_order_statements_know_every_order_column():
+    """The batch writes name the order columns themselves: they must be the ORM's (a new field on the
+    model fails here rather than being silently left out of an update)."""
+    meta = ExchangeOrder._meta
+    assert [c for c, _ in matching._ORDER_UPDATE_COLUMNS] == [
+        meta.get_field(f).attname for f in matching.ORDER_UPDATE_FIELDS
+    ]
+    sql, params, n = matching._insert_orders_sql([ExchangeOrder(order_id="ord_x", quantity=1)], [1], ["order:x"])
+    columns = {f.column for f in meta.local_concrete_fields if f is not meta.auto_field}
+    assert all(c in sql for c in columns)
+    assert len(params) == len(columns) - 1 + 2  # every column but hold_id (joined), plus account and reference
