@@ -322,6 +322,16 @@ def ensure_database(server_url: str, name: str) -> None:
             print(f"created database {name}")
 
 
+def vacuum(server_url: str, name: str) -> None:
+    """``VACUUM ANALYZE`` the bench database before measuring: each run leaves its orders, fills and
+    holds behind as dead rows, and autovacuum may be off (it is on the 2-core bench machine), so
+    without this every run's order placement gets slower and less regular than the last."""
+    import psycopg
+
+    with psycopg.connect(f"{server_url}/{name}", autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
 def flush_redis(url: str, dbs: list[int]) -> None:
     import redis
 
@@ -403,6 +413,7 @@ def main() -> None:
 
     trades = int(args.rate * args.seconds)
     taker, asks = prepare_book(trades + 20)
+    vacuum(args.server, args.database)
 
     ports = [free_port() for _ in range(args.web)]
     servers = [
@@ -471,6 +482,21 @@ def main() -> None:
             return real_publish(events)
 
         publish_module.publish = timed_publish
+
+        # When each trade's book delta has been handed to Redis (the publisher thread's share of the
+        # time from commit to the hub).
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        real_group_send = layer.group_send
+        handed: list[float] = []
+
+        async def timed_group_send(group, message):
+            await real_group_send(group, message)
+            if group == f"xbook.{SYMBOL}.live":
+                handed.append(time.time())
+
+        layer.group_send = timed_group_send
         time.sleep(1.0)
         start = time.monotonic()
         start_wall = time.time()
@@ -533,7 +559,7 @@ def main() -> None:
 
     print(
         f"trades: {trades} in {elapsed:.1f} s ({trades / elapsed:.1f}/s); order_place p50 "
-        f"{statistics.median(place_ms):.1f} ms, p99 {pct(place_ms, 99):.1f} ms"
+        f"{statistics.median(place_ms):.1f} ms, p99 {pct(place_ms, 99):.1f} ms, max {max(place_ms):.1f} ms"
     )
     print(
         f"bbo messages received: {messages} ({messages / max(1, len(records)):.0f} per subscriber; "
@@ -555,6 +581,9 @@ def main() -> None:
         line("trade -> bbo read by the subscriber process", read, verdict=args.client != "raw")
         line("  of which commit -> bbo computed by the hub", server_ms, verdict=False)
         line("  and computed by the hub -> delivered (the fan-out)", fan_out_ms, verdict=False)
+    if len(handed) == len(committed):
+        to_redis = [(h - c) * 1000 for h, c in zip(handed, committed, strict=True)]
+        line("  commit -> its book delta handed to Redis (publisher thread)", to_redis, verdict=False)
     # At one trade per conflation interval, how regularly the trades commit decides the conflation
     # wait: a trade that commits late moves the hub's send grid later for every trade after it.
     late = [(c - (start_wall + k / args.rate)) * 1000 for k, c in enumerate(committed)]
