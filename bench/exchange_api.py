@@ -156,6 +156,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_matcher(env: dict[str, str]) -> subprocess.Popen:
+    """``manage.py run_order_matcher`` on ``env["EXCHANGE_MATCHER_SOCKET"]``; returns once it listens."""
+    path = Path(env["EXCHANGE_MATCHER_SOCKET"])
+    log = Path("/tmp") / "bench_exchange_api_matcher.log"
+    cmd = [sys.executable, "manage.py", "run_order_matcher"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"order matcher did not start (see {log})")
+        time.sleep(0.1)
+    return proc
+
+
 def start_servers(env: dict[str, str], n: int) -> list[tuple[subprocess.Popen, int, Path]]:
     daphne = Path(sys.executable).parent / "daphne"
     out = []
@@ -295,9 +309,10 @@ async def client_loop(
 
 
 async def run(args, keys: list[str], servers) -> dict:
-    ports = [p for _, p, _ in servers]
+    ports = [p for _, p, _ in servers if p]
     for proc, port, _ in servers:
-        await wait_ready(port, proc)
+        if port:
+            await wait_ready(port, proc)
     syms = symbols(args.symbols)
     for sym in syms:
         await seed_ladder(ports[0], keys[-1], sym)
@@ -376,6 +391,7 @@ def main() -> None:
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client of the bench (see RawHTTP)")
     ap.add_argument("--gateway", type=int, default=1, help="EXCHANGE_ORDER_GATEWAY (0: every order through Django)")
     ap.add_argument("--threads", type=int, default=2, help="EXCHANGE_GATEWAY_THREADS per server")
+    ap.add_argument("--matcher", type=int, default=0, help="1: a matcher process runs the batches (run_order_matcher)")
     ap.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
     ap.add_argument("--pool", type=int, default=4, help="DB_POOL per server process (0: CONN_MAX_AGE as in base)")
     args = ap.parse_args()
@@ -392,7 +408,13 @@ def main() -> None:
     env["DB_POOL"] = str(args.pool)  # always set: 0 must turn the pool off (production's default is 10)
     keys = prepare(env, args.clients, args.symbols)
     vacuum(db_url)
+    matcher = None
+    if args.matcher:
+        env["EXCHANGE_MATCHER_SOCKET"] = f"/tmp/bench_exchange_matcher_{os.getpid()}.sock"
+        matcher = start_matcher(env)
     servers = start_servers(env, args.servers)
+    if matcher is not None:
+        servers.append((matcher, 0, Path("/tmp/bench_exchange_api_matcher.log")))
     try:
         result = asyncio.run(run(args, keys, servers))
     finally:
@@ -409,7 +431,7 @@ def main() -> None:
     print(
         f"\nexchange API: {args.servers} daphne process(es), {args.clients} clients, {elapsed:.1f} s, "
         f"{args.symbols} pair(s), cross {args.cross:.0%}, DB_POOL {args.pool}, gateway {args.gateway} "
-        f"({args.threads} threads), client {args.client}; "
+        f"({args.threads} threads), matcher {args.matcher}, client {args.client}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(f"{'figure':44} {'measured':>12} {'target':>12}")

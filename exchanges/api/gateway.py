@@ -138,6 +138,15 @@ class OrderGatewayApp:
         body, messages = await _read_body(receive)
         if trader is None or ctype != b"application/json" or body is None:
             return await self.app(scope, _replay(messages, receive), send)
+        path = settings.EXCHANGE_MATCHER_SOCKET
+        if path:  # the matcher parses the body (and sends back anything that is not a JSON object)
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                return await self.app(scope, _replay(messages, receive), send)
+            remote = {"k": "place", "t": trader.pk, "s": symbol, "b": text}
+            if await _via_matcher(path, remote, scope, send, messages, receive, self.app):
+                return
         try:
             data = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -162,8 +171,33 @@ class OrderGatewayApp:
         body, messages = await _read_body(receive)
         if not ok or body is None or body.strip():
             return await self.app(scope, _replay(messages, receive), send)
+        path = settings.EXCHANGE_MATCHER_SOCKET
+        if path:
+            remote = {"k": "cancel", "t": trader.pk, "s": symbol, "o": order_id, "m": mode}
+            if await _via_matcher(path, remote, scope, send, messages, receive, self.app):
+                return
         item = Item(kind="cancel", trader=trader, symbol=symbol, order_id=order_id, mode=mode, **_future())
         await _answer(send, await gateway().submit(item))
+
+
+async def _via_matcher(path, message, scope, send, messages, receive, app) -> bool:
+    """Have the matcher process answer (True when the request was answered, by it or by Django); False:
+    it could not be reached, serve the request here."""
+    from . import matcher
+
+    try:
+        answer = await matcher.client(path).request(message)
+    except matcher.MatcherUnavailable:
+        return False
+    except ConnectionError:
+        await _answer(send, matcher.lost_answer())
+        return True
+    if answer.get("fall"):
+        await app(scope, _replay(messages, receive), send)
+        return True
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.get("h", ())]
+    await _answer(send, (answer["st"], answer["b"].encode(), headers))
+    return True
 
 
 def _future() -> dict:

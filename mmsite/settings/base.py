@@ -355,6 +355,9 @@ EXCHANGE_ORDER_GATEWAY = env.bool(
     "EXCHANGE_ORDER_GATEWAY", default=DATABASES["default"]["ENGINE"].endswith("postgresql")
 )
 EXCHANGE_GATEWAY_THREADS = env.int("EXCHANGE_GATEWAY_THREADS", default=2)
+# The matcher process (manage.py run_order_matcher) listens on this Unix socket; web processes with it set
+# hand their place and cancel requests to it (and serve them themselves while it is unreachable).
+EXCHANGE_MATCHER_SOCKET = env.str("EXCHANGE_MATCHER_SOCKET", default="")
 EXCHANGE_WS_MAX_CONNECTIONS_PER_IP = env.int("EXCHANGE_WS_MAX_CONNECTIONS_PER_IP", default=5)
 EXCHANGE_BBO_INTERVAL_MS = env.int("EXCHANGE_BBO_INTERVAL_MS", default=50)
 

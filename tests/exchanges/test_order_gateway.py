@@ -349,3 +349,116 @@ def test_the_raw_order_statements_know_every_order_column():
     columns = {f.column for f in meta.local_concrete_fields if f is not meta.auto_field}
     assert all(c in sql for c in columns)
     assert len(params) == len(columns) - 1 + 2  # every column but hold_id (joined), plus account and reference
+
+
+class _MatcherThread:
+    """The matcher's socket server on its own event loop in a thread of this process (as
+    ``run_order_matcher`` runs it in a process of its own)."""
+
+    def __init__(self, path: str):
+        import threading
+
+        from exchanges.api.matcher import MatcherServer
+
+        self.server = MatcherServer(path)
+        self.loop = asyncio.new_event_loop()
+        self.started = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.start())
+        self.started.set()
+        self.loop.run_forever()
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.started.wait(10)
+        return self.server
+
+    def __exit__(self, *exc):
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_through_the_matcher_process_the_answers_are_the_same(settings, tmp_path):
+    """Web side hands place and cancel to the matcher over its Unix socket: the same scenario gives the
+    same answers as the regular views, and the matcher served them."""
+    make_market("vaix")
+    results = {}
+    for name in ("matcher", "views"):
+        settings.EXCHANGE_ORDER_GATEWAY = name == "matcher"
+        maker = make_trader(f"maker-{name}", funds={"USDC": 1000, "VAIX": 100000})
+        c = client_for(make_trader(f"a-{name}", funds={"USDC": 1000, "VAIX": 1000}, paper_funds={"USDC": 100}))
+        other = client_for(make_trader(f"b-{name}", funds={"USDC": 1000, "VAIX": 1000}))
+        svc.order_place(trader=maker, symbol="vaix", side="sell", type="limit", quantity=D("3"), price=D("0.6000"))
+        asyncio.run(warm(c, "vaix"))
+        asyncio.run(warm(other, "vaix"))
+        if name == "matcher":
+            settings.EXCHANGE_MATCHER_SOCKET = str(tmp_path / "matcher.sock")
+            with _MatcherThread(settings.EXCHANGE_MATCHER_SOCKET) as server:
+                results[name] = asyncio.run(scenario(c, other, "vaix"))
+            assert server.served >= 20
+            settings.EXCHANGE_MATCHER_SOCKET = ""
+        else:
+            results[name] = asyncio.run(scenario(c, other, "vaix"))
+        svc.orders_cancel_all(trader=maker)
+    assert results["matcher"] == results["views"]
+    call_command("ledger_check")
+
+
+def test_without_its_matcher_a_web_process_serves_orders_itself(settings, tmp_path):
+    """The matcher's socket is configured but nothing listens: orders are still answered (here)."""
+    make_market("vaix")
+    settings.EXCHANGE_MATCHER_SOCKET = str(tmp_path / "nobody.sock")
+    c = client_for(make_trader("alice", funds={"USDC": 100}))
+
+    async def go():
+        await warm(c, "vaix")
+        before = handled()
+        async with c.http() as http:
+            placed = await http.post(f"{BASE}/vaix/orders", json={"side": "buy", "quantity": "1", "price": "0.5"})
+            cancelled = await http.delete(f"{BASE}/vaix/orders/{placed.json()['order_id']}")
+        return placed, cancelled, handled() - before
+
+    placed, cancelled, served = asyncio.run(go())
+    assert placed.status_code == 201 and cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert served == 2
+
+
+def test_a_matcher_lost_after_the_request_was_sent_is_a_503_not_a_retry(settings, tmp_path):
+    """The matcher takes the request and its connection drops before answering: the web side answers
+    503 busy (the order may exist) and does not place it a second time itself."""
+    import socket
+    import threading
+
+    make_market("vaix")
+    path = str(tmp_path / "dropper.sock")
+    settings.EXCHANGE_MATCHER_SOCKET = path
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def drop_after_first_frame():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.close()
+
+    t = threading.Thread(target=drop_after_first_frame, daemon=True)
+    t.start()
+    c = client_for(make_trader("alice", funds={"USDC": 100}))
+
+    async def go():
+        await warm(c, "vaix")
+        before = handled()
+        async with c.http() as http:
+            r = await http.post(f"{BASE}/vaix/orders", json={"side": "buy", "quantity": "1", "price": "0.5"})
+        return r, handled() - before
+
+    r, served = asyncio.run(go())
+    t.join(5)
+    listener.close()
+    assert r.status_code == 503 and r.json()["error"]["code"] == "busy"
+    assert served == 0 and not ExchangeOrder.objects.exists()
