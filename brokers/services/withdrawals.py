@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from brokers import conf
 from brokers.amounts import withdrawal_fee
-from brokers.choices import TransferKind, WithdrawalStatus
+from brokers.choices import FINAL_WITHDRAWAL_STATUSES, TransferKind, WithdrawalStatus
 from brokers.errors import BadRequest, BrokerError, Conflict, Forbidden, NotFound
 from brokers.models import Broker, BrokerClient, Transfer, Withdrawal, WithdrawalEvent
 from brokers.services import events
@@ -62,6 +62,11 @@ def _record(w: Withdrawal, *, from_status: str, broker: Broker | None, actor: st
     WithdrawalEvent.objects.create(
         withdrawal=w, from_status=from_status, to_status=w.status, broker=broker, actor=actor, detail=detail or {}
     )
+    if w.status in FINAL_WITHDRAWAL_STATUSES and w.hold_id:
+        # A withdrawal asked for through the exchange's withdraw endpoint: its row there follows.
+        from exchanges.services.withdrawals import withdrawal_finished
+
+        withdrawal_finished(hold_id=w.hold_id, status="cancelled" if w.status == S.CANCELLED else "completed")
 
 
 # --- request and cancel ------------------------------------------------------------------------------------

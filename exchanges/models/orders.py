@@ -205,8 +205,9 @@ class BookState(models.Model):
 class WithdrawalStatus(models.TextChoices):
     PENDING = "pending"  # funds held, waiting for the brokerage (or an operator)
     SUBMITTED = "submitted"  # handed to the brokerage's withdrawal flow
-    COMPLETED = "completed"
+    COMPLETED = "completed"  # the brokerage paid it out (platform or OTC broker)
     REJECTED = "rejected"
+    CANCELLED = "cancelled"  # the user cancelled it in the brokerage during its cooling period
 
 
 class ExchangeWithdrawal(models.Model):

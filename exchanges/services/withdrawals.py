@@ -5,7 +5,8 @@ request is handed to the brokerage through ``settings.EXCHANGE_WITHDRAWAL_HANDLE
 ``callable(*, trader, asset, amount, address, mode, hold) -> dict``), in the same transaction: the
 handler's refusal (an exception with a 4xx ``status`` and a ``message``) undoes the hold and the row and
 is answered as ``withdrawal_refused``. With no handler configured the hold stays and the request stays
-``pending`` for an operator (docs/api/exchange.md, "Withdrawals").
+``pending`` for an operator (docs/api/exchange.md, "Withdrawals"). When the brokerage finishes the
+withdrawal it was handed, it reports back (:func:`withdrawal_finished`) and the row follows.
 """
 
 from __future__ import annotations
@@ -103,3 +104,17 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+def withdrawal_finished(*, hold_id: int, status: str) -> int:
+    """The brokerage finished the withdrawal that holds ``hold_id`` (paid out: ``completed``; cancelled by
+    the user: ``cancelled``): the exchange's row, if the withdrawal came through the exchange, follows, in
+    the caller's transaction. Returns the number of rows changed (0: not an exchange withdrawal, or
+    already final)."""
+    if status not in (WithdrawalStatus.COMPLETED, WithdrawalStatus.CANCELLED):
+        raise ValueError(f"not a final withdrawal status: {status!r}")
+    from django.utils import timezone
+
+    return ExchangeWithdrawal.objects.filter(
+        hold_id=hold_id, status__in=[WithdrawalStatus.PENDING, WithdrawalStatus.SUBMITTED]
+    ).update(status=status, updated_at=timezone.now())

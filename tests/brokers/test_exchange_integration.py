@@ -94,3 +94,31 @@ def test_the_clients_trade_history_lists_its_fills_with_its_own_side(setup):
     body = broker_api.get("/api/v1/broker/clients/u1/orders").json()
     assert [(t["side"], t["role"], t["price"], t["quantity"]) for t in body["trades"]] == [("sell", "maker", 2.5, 4.0)]
     assert body["orders"][0]["filled_quantity"] == 4.0
+
+
+def test_the_exchanges_withdrawal_row_follows_the_brokerage_to_its_end(setup):
+    """Paid out by the platform: the exchange's row says completed; cancelled by the user in the
+    brokerage: cancelled (it used to stay ``submitted`` for ever)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from brokers.services import withdrawals as wsvc
+    from exchanges.models import ExchangeWithdrawal
+
+    _broker, _broker_api, client, trader_api = setup
+    first = trader_api.post(f"{EX}/dct/withdraw", {"amount": "30", "destination": USER_WALLET}, format="json")
+    second = trader_api.post(f"{EX}/dct/withdraw", {"amount": "20", "destination": USER_WALLET}, format="json")
+    assert first.status_code == second.status_code == 202
+    rows = {r.withdrawal_id: r for r in ExchangeWithdrawal.objects.all()}
+    assert {r.status for r in rows.values()} == {"submitted"}
+    paid, cancelled = (Withdrawal.objects.get(client=client, amount=D(a)) for a in ("30", "20"))
+
+    wsvc.withdrawal_cancel(withdrawal_id=cancelled.pk, client=client)
+    Withdrawal.objects.filter(pk=paid.pk).update(cooling_ends_at=timezone.now() - timedelta(seconds=1))
+    wsvc.withdrawal_start_processing(withdrawal_id=paid.pk)
+    wsvc.withdrawal_platform_pay(withdrawal_id=paid.pk)
+
+    assert ExchangeWithdrawal.objects.get(withdrawal_id=first.json()["withdrawal_id"]).status == "completed"
+    assert ExchangeWithdrawal.objects.get(withdrawal_id=second.json()["withdrawal_id"]).status == "cancelled"
+    assert balance(client.account) == (D("70"), D("0"))
