@@ -170,6 +170,9 @@ class OrderView:
     expire_at: int | None
     stp: str
     status: str  # "open" (on the book) or "waiting_trigger" (a stop order off the book)
+    #: its queue place, as ``snapshot``/``restore`` keep it (submission number, arrival at its level)
+    sub_no: int = 0
+    arrival: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -195,6 +198,8 @@ def _view(o: _Order) -> OrderView:
         expire_at=o.expire_at,
         stp=o.stp,
         status="open" if o.level is not None else "waiting_trigger",
+        sub_no=o.sub_no,
+        arrival=o.arrival,
     )
 
 
@@ -738,6 +743,11 @@ class OrderBook:
 
     def __contains__(self, order_id: Any) -> bool:
         return order_id in self._orders
+
+    @property
+    def counter(self) -> int:
+        """The source of submission and arrival numbers (persisted with the book, as in ``snapshot``)."""
+        return self._counter
 
     def get_order(self, order_id: Any) -> OrderView | None:
         o = self._orders.get(order_id)

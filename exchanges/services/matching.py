@@ -637,7 +637,7 @@ def _persist(run: Run) -> Callable[[], None]:
     if trades:
         acct_ids.add(fee_account(asset=base, mode=mode).pk)
         acct_ids.add(fee_account(asset=quote, mode=mode).pk)
-    live_book = book._orders  # the core keeps its orders here; read-only use (queue place for a restart)
+    live_book = book  # ``oid in book``: still live after the run
     plain = _plain(run, touched, trades, reductions, live_book)
     if len(acct_ids) > 1 and not plain:  # plain: locked in the write message, first
         ledger.lock_accounts(acct_ids)
@@ -677,14 +677,14 @@ def _persist(run: Run) -> Callable[[], None]:
 
     # Final state of every touched order, from the book.
     for oid, o in touched.items():
-        core = live_book.get(oid)
+        core = book.get_order(oid)
         if core is not None:
             o.open_quantity = _q(inst, core.qty)
-            o.visible_quantity = _q(inst, core.visible) if core.level is not None else ZERO
+            o.visible_quantity = _q(inst, core.visible_qty)
             o.book_sub_no = core.sub_no
             o.book_arrival = core.arrival
             o.book_type = core.order_type
-            if core.level is None:
+            if core.status == "waiting_trigger":
                 o.status = OrderStatus.WAITING_TRIGGER
             else:
                 o.status = (
@@ -764,7 +764,7 @@ def _persist(run: Run) -> Callable[[], None]:
     state = run.state
     state.sequence = book.seq
     state.trade_no = book.trade_no
-    state.counter = book._counter
+    state.counter = book.counter
     state.last_price = None if book.last_price is None else inst.price(book.last_price)
     state.clock = book.clock
     state.stamp = secrets.token_hex(8)
@@ -884,7 +884,7 @@ ORDER_UPDATE_FIELDS = [
 ]
 
 
-def _plain(run: Run, touched: dict, trades: list, reductions: list, live_book: dict) -> bool:
+def _plain(run: Run, touched: dict, trades: list, reductions: list, live_book: OrderBook) -> bool:
     """Whether this run only placed resting orders and cancelled or expired others (no trades, amends,
     triggers or partial reductions), with more than one order row to write: then all of its writes go to
     PostgreSQL in one message (:func:`_write_plain`)."""
