@@ -462,3 +462,11 @@ def test_a_matcher_lost_after_the_request_was_sent_is_a_503_not_a_retry(settings
     listener.close()
     assert r.status_code == 503 and r.json()["error"]["code"] == "busy"
     assert served == 0 and not ExchangeOrder.objects.exists()
+
+
+def test_the_matcher_command_needs_a_socket(settings):
+    from django.core.management.base import CommandError
+
+    settings.EXCHANGE_MATCHER_SOCKET = ""
+    with pytest.raises(CommandError, match="socket"):
+        call_command("run_order_matcher")
