@@ -1,32 +1,32 @@
 #!/usr/bin/env python
 """Order throughput of the house exchange API over HTTP on the production stack.
 
-Creates (or reuses) its own PostgreSQL database (``mmsite_bench_exchange``), migrates it, makes one
-market and one funded trader per client (tier ``market_maker``), then starts ``--servers`` daphne
-processes with the production settings module (DEBUG off, PostgreSQL, Redis for the cache, the
-throttles and the channel layer, in Redis database ``--redis-db``) and drives them with
-``--clients`` concurrent HTTP clients (asyncio + httpx, spread over the servers) for ``--seconds``:
+Creates (or reuses) its own PostgreSQL database (``mmsite_bench_exchange``), migrates and vacuums it,
+makes one market and one funded trader per client (tier ``market_maker``), then starts ``--servers``
+daphne processes with the production settings module (DEBUG off, PostgreSQL with a pool, Redis for the
+cache, the throttles and the channel layer, in Redis database ``--redis-db``; the order gateway on,
+docs/exchange-matching.md) and, with ``--matcher 1``, a ``run_order_matcher`` process they hand their
+orders to; and drives them with ``--clients`` concurrent HTTP/1.1 keep-alive clients (spread over the
+servers) for ``--seconds``:
 
     each client, in a loop: POST /api/v1/exchange/{symbol}/orders   (a limit order)
                             DELETE /api/v1/exchange/{symbol}/orders/{order_id}   (cancel it)
 
 Every order rests on one book (``--cross`` makes that share of the orders cross the book instead
 and trade against a resting ladder, so the trade path is measured too). Prints orders/s (placements),
-order operations/s (placements + cancels) and p50/p99 latency per operation beside the target
-(>= 1,000 orders/s on a 2-core machine; an open-source exchange stack reports 57-125 orders/s),
-then runs ``ledger_check`` on the database.
+order operations/s (placements + cancels), p50/p99 latency per operation beside the target
+(>= 1,000 orders/s on a 2-core machine; an open-source exchange stack reports 57-125 orders/s), the CPU
+each side spent per operation (servers incl. the matcher, this client, PostgreSQL: together they tell
+what the two cores can carry at most), then runs ``ledger_check`` on the database.
 
-    .venv/bin/python bench/exchange_api.py                       # 3 servers, 8 clients, 20 s
-    .venv/bin/python bench/exchange_api.py --servers 4 --seconds 30 --cross 0.2
+    .venv/bin/python bench/exchange_api.py                       # 1 server, 8 clients, 20 s
+    .venv/bin/python bench/exchange_api.py --servers 2 --matcher 1 --cross 0.2
+    .venv/bin/python bench/exchange_api.py --gateway 0 --servers 3 --client httpx   # as before the gateway
 
-Three servers is the default because it measured best on the 2-core machine: a process runs Python on
-one core at a time (the GIL), and its per-request threads spend much of a request waiting on the book
-lock or PostgreSQL, so three processes keep both cores busy; a fourth only adds contention. ``--pool``
-4 or 10 made no difference; ``--pool 0`` (no pool, persistent connections) runs PostgreSQL out of
-connections (``too many clients``), as it did before the pool.
-
-The rate limits are lifted for the run through ``EXCHANGE_RATE_LIMITS`` (the bench measures the
-matching path, not the 429 path). Nothing else on the machine is stopped: the load average is printed.
+The clients are lean (``RawHTTP``: one keep-alive connection each, no HTTP library): a general client
+library costs more CPU per request than the server's order path on two cores. The rate limits are lifted
+for the run through ``EXCHANGE_RATE_LIMITS`` (the bench measures the matching path, not the 429 path).
+Nothing else on the machine is stopped: the load average is printed.
 """
 
 from __future__ import annotations
@@ -390,7 +390,7 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=1, help="spread the clients over this many pairs (books)")
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client of the bench (see RawHTTP)")
     ap.add_argument("--gateway", type=int, default=1, help="EXCHANGE_ORDER_GATEWAY (0: every order through Django)")
-    ap.add_argument("--threads", type=int, default=2, help="EXCHANGE_GATEWAY_THREADS per server")
+    ap.add_argument("--threads", type=int, default=1, help="EXCHANGE_GATEWAY_THREADS per server (or matcher)")
     ap.add_argument("--matcher", type=int, default=0, help="1: a matcher process runs the batches (run_order_matcher)")
     ap.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
     ap.add_argument("--pool", type=int, default=4, help="DB_POOL per server process (0: CONN_MAX_AGE as in base)")

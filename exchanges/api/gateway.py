@@ -288,7 +288,9 @@ async def _answer(send, answer: tuple[int, bytes, list]) -> None:
 
 class Gateway:
     def __init__(self, threads: int):
-        interval = float(os.environ.get("EXCHANGE_GATEWAY_SWITCH_INTERVAL", "0") or 0)
+        # The gateway thread waits on the database several times per batch; when an answer arrives while
+        # another thread runs Python, it gets the GIL back only at the next switch (Python's default: 5 ms).
+        interval = float(getattr(settings, "EXCHANGE_GATEWAY_SWITCH_INTERVAL", 0) or 0)
         if interval > 0:
             sys.setswitchinterval(interval)
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
@@ -431,7 +433,7 @@ def gateway() -> Gateway:
     if _GATEWAY is None:
         with _GATEWAY_LOCK:
             if _GATEWAY is None:
-                _GATEWAY = Gateway(max(1, int(getattr(settings, "EXCHANGE_GATEWAY_THREADS", 2))))
+                _GATEWAY = Gateway(max(1, int(getattr(settings, "EXCHANGE_GATEWAY_THREADS", 1))))
     return _GATEWAY
 
 
