@@ -1,26 +1,43 @@
 #!/usr/bin/env python
 """Trade-to-delivery latency of the ``bbo`` stream with 1,000 subscribers (target p99 < 50 ms).
 
-The production stack on loopback: ``daphne mmsite.asgi:application`` with PostgreSQL and the Redis
-channel layer and cache. ``--subscribers`` WebSocket clients (websockets, split over ``--clients``
-processes) subscribe to ``/ws/exchange/bench/bbo``; each binds its own loopback source address
-(127.0.1.x), five per address, so the seed's limit of 5 connections per IP per channel stays on.
+The production stack on loopback: ``daphne mmsite.asgi:application`` (``--web`` processes) with
+PostgreSQL and the Redis channel layer and cache. ``--subscribers`` WebSocket clients, split over
+``--clients`` processes, subscribe to ``/ws/exchange/bench/bbo``; each binds its own loopback source
+address (127.0.1.x), five per address, so the seed's limit of 5 connections per IP per channel
+stays on.
 
 This process then trades: a ladder of one-lot asks rests on the book, and a taker lifts one level
 per trade at ``--rate`` trades per second through the matching service (``order_place``), so every
 trade moves the best ask. The moment each trade's transaction commits is taken where the matching
 service hands its events to the streams (``exchanges.streams.publish.publish``, called on commit).
 For each (subscriber, trade) the delivery is the first ``bbo`` message that subscriber received
-showing the best ask at or past that trade's new best ask; latency = receive time - commit time.
+showing the best ask at or past that trade's new best ask; latency = delivery time - commit time.
 Because the stream is conflated (one message per 50 ms at most), a message often carries several
 trades: each of them counts with its own latency.
 
-    .venv/bin/python bench/streams.py                          # 1,000 subscribers, 20 trades/s, 15 s
+**Delivery time.** The subscribers (``--client raw``, the default) are a lean frame reader on a
+plain epoll loop, and the kernel stamps each segment as it reaches the subscriber's socket
+(``SO_TIMESTAMPNS``): the headline figure is commit -> the message is at the subscriber, whatever
+the subscriber process then takes to read it (printed too, as "read by"). The subscribers stand in
+for clients on other machines but share this machine's two cores with the server; stamping in the
+kernel keeps their own scheduling out of the server's figure, and ``--client-nice`` lowers their
+priority so they take less of the server's CPU. ``--client websockets`` uses the websockets library
+and stamps when each message is read, as the first version of this bench did.
+
+The other lines split the time: commit -> the delta handed to Redis by the publisher thread of this
+process; commit -> the hub computed the message (its ``timestamp``: publisher, Redis, hub,
+conflation wait); computed -> delivered (the fan-out); and how late trades commit against their
+schedule, which at one trade per conflation interval decides the conflation wait
+(docs/exchange-streams.md, "What 50 ms conflation costs").
+
+    .venv/bin/python bench/streams.py --rate 5                 # 1,000 subscribers, 5 trades/s, 15 s
+    .venv/bin/python bench/streams.py                          # 20 trades/s
     .venv/bin/python bench/streams.py --subscribers 200 --rate 50 --seconds 10
 
-Needs PostgreSQL at ``--server`` (database ``mmsite_bench_streams`` is created and migrated) and
-Redis at ``--redis`` (databases ``--redis-db`` for the channel layer and the next one for the
-cache; both are flushed at start).
+Needs PostgreSQL at ``--server`` (database ``mmsite_bench_streams`` is created, migrated and
+vacuumed) and Redis at ``--redis`` (databases ``--redis-db`` for the channel layer and the next one
+for the cache; both are flushed at start).
 """
 
 from __future__ import annotations
@@ -255,7 +272,7 @@ async def _subscribers(client, uri, ips, count, ready, stop_at_q, out_q) -> None
 
     tasks = []
     if client == "raw":
-        live = [c for c in conns if c is not None]
+        live = [c for c in conns if c is not None and not c.closed]  # the server may have closed some
         for conn in live:  # from here a plain epoll loop reads them: no asyncio dispatch per message
             conn.loop.remove_reader(conn.sock.fileno())
         _read_until_stop(live, stop_at_q)
@@ -389,8 +406,9 @@ def main() -> None:
     ap.add_argument(
         "--client-nice",
         type=int,
-        default=0,
-        help="run the subscriber processes at this niceness (they stand in for clients on other machines)",
+        default=10,
+        help="niceness of the subscriber processes: they stand in for clients on other machines, and at the "
+        "default priority they take the server's CPU on a 2-core machine (0 to compete as equals)",
     )
     args = ap.parse_args()
 
