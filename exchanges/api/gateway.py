@@ -287,25 +287,37 @@ async def _answer(send, answer: tuple[int, bytes, list]) -> None:
 
 
 class Gateway:
+    """Two stages of threads and a publisher. The **prepare** thread takes every request waiting, counts
+    their rate limits and validates them (no book lock); the **book** thread(s) take every prepared
+    request waiting and run each book's as one transaction; so one batch is prepared while the one before
+    holds the book. The publisher sends committed batches' stream events."""
+
     def __init__(self, threads: int):
-        # The gateway thread waits on the database several times per batch; when an answer arrives while
+        # The book thread waits on the database several times per batch; when an answer arrives while
         # another thread runs Python, it gets the GIL back only at the next switch (Python's default: 5 ms).
         interval = float(getattr(settings, "EXCHANGE_GATEWAY_SWITCH_INTERVAL", 0) or 0)
         if interval > 0:
             sys.setswitchinterval(interval)
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
-        self.threads = [
-            threading.Thread(target=self._run, name=f"order-gateway-{i}", daemon=True) for i in range(threads)
-        ]
+        self.prepared: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.after_commit: queue.SimpleQueue[list] = queue.SimpleQueue()
-        self.threads.append(threading.Thread(target=self._after_commit_run, name="order-gateway-publish", daemon=True))
-        for t in self.threads:
-            t.start()
-        #: batches processed and requests in them (bench and tests read these)
-        self.batches = 0
+        self.stages = [
+            (self.queue, threading.Thread(target=self._prepare_run, name="order-gateway-prepare", daemon=True)),
+            *(
+                (self.prepared, threading.Thread(target=self._book_run, name=f"order-gateway-book-{i}", daemon=True))
+                for i in range(threads)
+            ),
+        ]
+        self.publisher = threading.Thread(target=self._after_commit_run, name="order-gateway-publish", daemon=True)
+        #: requests the gateway answered, book batches and the requests in them (bench and tests read these)
         self.requests = 0
+        self.batches = 0
+        self.batched = 0
         self.busy = 0.0
         self._next_stats = 0.0
+        for _, t in self.stages:
+            t.start()
+        self.publisher.start()
 
     async def submit(self, item: Item) -> tuple[int, bytes, list]:
         self.queue.put(item)
@@ -314,45 +326,69 @@ class Gateway:
     def close_connections(self, timeout: float = 5.0) -> None:
         """Have every gateway thread close its database connections (tests, before the test database is
         dropped); returns when they all have."""
-        done = threading.Barrier(len(self.threads) + 1)
-        for _ in range(len(self.threads) - 1):
-            self.queue.put(_Close(done))
+        done = threading.Barrier(len(self.stages) + 2)
+        for q, _ in self.stages:
+            q.put(_Close(done))
         self.after_commit.put([_Close(done)])
         try:
             done.wait(timeout)
         except threading.BrokenBarrierError:
             pass
 
-    def _run(self) -> None:
+    @staticmethod
+    def _take(q: queue.SimpleQueue) -> list[Item] | None:
+        """Every item waiting on ``q`` (blocking for the first); None after serving a ``_Close``."""
+        first = q.get()
+        if isinstance(first, _Close):
+            first()
+            return None
+        items = [first]
+        while len(items) < MAX_BATCH:
+            try:
+                nxt = q.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(nxt, _Close):
+                q.put(nxt)  # for a thread that is not busy (this one has a batch to answer)
+                break
+            items.append(nxt)
+        return items
+
+    def _prepare_run(self) -> None:
         while True:
-            first = self.queue.get()
-            if isinstance(first, _Close):
-                first()
+            items = self._take(self.queue)
+            if items is None:
                 continue
-            items = [first]
-            while len(items) < MAX_BATCH:
-                try:
-                    nxt = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(nxt, _Close):
-                    self.queue.put(nxt)  # for a thread that is not busy (this one has a batch to answer)
-                    break
-                items.append(nxt)
+            self.requests += len(items)
+            try:
+                prepare(items)
+            except Exception:  # noqa: BLE001 - every request gets an answer, whatever happened
+                log.exception("order gateway: preparing %d requests failed", len(items))
+                _busy(items)
+            finally:
+                done = [it for it in items if it.answer is not None]
+                if done:
+                    _deliver(done)
+                for it in items:
+                    if it.answer is None:
+                        self.prepared.put(it)
+                _tidy_connection()
+
+    def _book_run(self) -> None:
+        while True:
+            items = self._take(self.prepared)
+            if items is None:
+                continue
             deferred: list = []
             started = time.perf_counter()
             try:
-                process(items, deferred)
+                execute(items, deferred)
             except Exception:  # noqa: BLE001 - every request gets an answer, whatever happened
                 log.exception("order gateway: a batch of %d failed", len(items))
             finally:
-                for it in items:
-                    if it.answer is None:
-                        it.answer = _error_answer(
-                            ExchangeError(Codes.BUSY, "the order could not be processed, try again", status=503)
-                        )
+                _busy(items)
                 self.batches += 1
-                self.requests += len(items)
+                self.batched += len(items)
                 _deliver(items)
                 self.busy += time.perf_counter() - started
                 if STATS and time.monotonic() > self._next_stats:
@@ -360,8 +396,8 @@ class Gateway:
                     log.warning(
                         "order gateway: %d batches, %d requests (%.1f per batch), %.2f ms per batch (%s)",
                         self.batches,
-                        self.requests,
-                        self.requests / self.batches,
+                        self.batched,
+                        self.batched / self.batches,
                         1000 * self.busy / self.batches,
                         ", ".join(f"{k} {1000 * v / self.batches:.2f}" for k, v in PHASES.items()),
                     )
@@ -370,8 +406,8 @@ class Gateway:
                 _tidy_connection()
 
     def _after_commit_run(self) -> None:
-        """Stream publishing of committed batches, in commit order, off the gateway threads (they answer
-        the next batch meanwhile)."""
+        """Stream publishing of committed batches, in commit order, off the book thread (it runs the next
+        batch meanwhile)."""
         while True:
             for fn in self.after_commit.get():
                 try:
@@ -379,6 +415,15 @@ class Gateway:
                 except Exception:  # noqa: BLE001 - a stream failure never undoes a committed order
                     log.exception("order gateway: publishing after commit failed")
             _tidy_connection()
+
+
+def _busy(items: list[Item]) -> None:
+    """Every item still without an answer gets ``503 busy`` (a failure that is nobody's refusal)."""
+    for it in items:
+        if it.answer is None:
+            it.answer = _error_answer(
+                ExchangeError(Codes.BUSY, "the order could not be processed, try again", status=503)
+            )
 
 
 def _tidy_connection() -> None:
@@ -461,6 +506,12 @@ def _error_answer(exc: Exception) -> tuple[int, bytes, list]:
 
 def process(items: list[Item], deferred: list) -> None:
     """Answer every item of one batch (``item.answer``); stream publishing goes to ``deferred``."""
+    prepare(items)
+    execute(items, deferred)
+
+
+def prepare(items: list[Item]) -> None:
+    """Rate limits and validation: refused items get their answer, the others their book."""
     t0 = time.perf_counter()
     # 1. Rate limits, counted as the views count them, in one round trip.
     for it, refused in zip(
@@ -494,9 +545,12 @@ def process(items: list[Item], deferred: list) -> None:
         except ExchangeError as exc:
             it.answer = _error_answer(exc)
     _check_client_order_ids(places)
-    t1 = time.perf_counter()
-    PHASES["before"] += t1 - t0
+    PHASES["before"] += time.perf_counter() - t0
 
+
+def execute(items: list[Item], deferred: list) -> None:
+    """Each book's prepared items in one transaction (``item.answer``); publishing goes to ``deferred``."""
+    t1 = time.perf_counter()
     # 3. Each book's commands in one transaction, in arrival order.
     for _round in range(2):
         books: dict[tuple[int, str], list[Item]] = {}
