@@ -38,12 +38,12 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from . import conf, frames
+from .publish import book_group, markets_group
 
 try:
     from redis.exceptions import TimeoutError as RedisTimeout
 except ImportError:  # pragma: no cover - redis comes with channels_redis
     RedisTimeout = TimeoutError
-from .publish import book_group, markets_group
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class DirectSocket:
         transport = getattr(protocol, "transport", None)
         if transport is None or getattr(transport, "TLS", True):
             return None
-        if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen", "getHandle")):
+        if not all(hasattr(transport, a) for a in ("dataBuffer", "_tempDataLen", "getHandle", "disconnecting")):
             return None  # not the Twisted TCP transport this was written against
         return cls(protocol, transport, transport.getHandle())
 
