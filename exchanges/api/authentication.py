@@ -9,6 +9,9 @@ required. Access tokens (``typ=access``) authenticate requests and the private s
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import threading
 import time
 from datetime import timedelta
 
@@ -21,6 +24,8 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
 from exchanges.models import Trader, TraderApiKey
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
 ISSUER = "mmsite-exchange"
@@ -89,14 +94,16 @@ def authenticate_jwt(token: str, *, typ: str = "access") -> Trader | None:
         return hit[1]
     trader = Trader.objects.select_related("user").filter(pk=pk, user__is_active=True).first()
     if trader is not None:
+        _ensure_watcher()
         if len(_JWT_TRADERS) > 10_000:
             _JWT_TRADERS.clear()
         _JWT_TRADERS[pk] = (now + KEY_CACHE_SECONDS, trader)
     return trader
 
 
-#: A key checked against the database is trusted by this process for this long (a revoked key stops
-#: working everywhere within it; revoking through ``trader_key_revoke`` clears this process at once).
+#: A key checked against the database is trusted by this process for this long at most; a revocation
+#: through ``trader_key_revoke`` (or a deactivated user) reaches every process within about a second
+#: (``credentials_changed``, below).
 KEY_CACHE_SECONDS = 10.0
 _KEYS: dict[str, tuple[float, Trader]] = {}
 _JWT_TRADERS: dict[int, tuple[float, Trader]] = {}
@@ -105,6 +112,63 @@ _JWT_TRADERS: dict[int, tuple[float, Trader]] = {}
 def api_key_cache_clear() -> None:
     _KEYS.clear()
     _JWT_TRADERS.clear()
+
+
+# --- revocation across processes ---------------------------------------------------------------------------
+#
+# Each process trusts a credential it has checked for KEY_CACHE_SECONDS. A revocation (a key revoked, a
+# trader's user deactivated) bumps a generation number in the shared cache (Redis in production); every
+# process that authenticates traders watches it from a small daemon thread, once a second, and forgets its
+# cached credentials when it moves. So a revoked key stops working everywhere within about a second, and
+# no request ever waits on the cache for it.
+
+GENERATION_KEY = "xauth:credentials-generation"
+GENERATION_POLL_SECONDS = 1.0
+_watcher: dict[int, threading.Thread] = {}
+_watcher_lock = threading.Lock()
+
+
+def credentials_changed() -> None:
+    """A credential was revoked: this process forgets its cached ones now, every other within a second."""
+    from django.core.cache import cache
+
+    api_key_cache_clear()
+    try:
+        if not cache.add(GENERATION_KEY, 1, timeout=None):
+            cache.incr(GENERATION_KEY)
+    except Exception:  # noqa: BLE001 - the cache is down: other processes fall back to KEY_CACHE_SECONDS
+        log.warning("could not announce a credential revocation to other processes", exc_info=True)
+
+
+def _generation() -> object:
+    from django.core.cache import cache
+
+    try:
+        return cache.get(GENERATION_KEY)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _watch() -> None:
+    seen = _generation()
+    while True:
+        time.sleep(GENERATION_POLL_SECONDS)
+        now = _generation()
+        if now != seen:
+            seen = now
+            api_key_cache_clear()
+
+
+def _ensure_watcher() -> None:
+    """Start this process's generation watcher (once per process; a forked child starts its own)."""
+    pid = os.getpid()
+    if pid in _watcher:
+        return
+    with _watcher_lock:
+        if pid not in _watcher:
+            t = threading.Thread(target=_watch, name="credentials-generation", daemon=True)
+            _watcher[pid] = t
+            t.start()
 
 
 def cached_trader(*, api_key: str | None = None, bearer: str | None = None) -> Trader | None:
@@ -136,6 +200,7 @@ def authenticate_api_key(raw_key: str | None) -> Trader | None:
         return hit[1]
     trader = _authenticate_api_key_db(raw_key)
     if trader is not None:
+        _ensure_watcher()
         if len(_KEYS) > 10_000:
             _KEYS.clear()
         _KEYS[digest] = (now + KEY_CACHE_SECONDS, trader)

@@ -39,12 +39,12 @@ def trader_key_create(*, trader: Trader, name: str = "") -> tuple[TraderApiKey, 
 
 
 def trader_key_revoke(*, api_key: TraderApiKey) -> None:
-    """Revoke a key. This process forgets its cached keys at once; other processes within
-    ``exchanges.api.authentication.KEY_CACHE_SECONDS``."""
+    """Revoke a key. This process forgets its cached keys at once, every other process within about a
+    second (``exchanges.api.authentication.credentials_changed``)."""
     TraderApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    from exchanges.api.authentication import api_key_cache_clear
+    from exchanges.api.authentication import credentials_changed
 
-    api_key_cache_clear()
+    credentials_changed()
 
 
 def trader_fund(*, trader: Trader, asset: str, amount, mode: str = "live", idempotency_key: str) -> None:

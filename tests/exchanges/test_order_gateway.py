@@ -16,6 +16,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 from django.db.models import Sum
+from django.utils import timezone
 
 from exchanges.api import gateway as gw
 from exchanges.errors import ExchangeError
@@ -470,3 +471,42 @@ def test_the_matcher_command_needs_a_socket(settings):
     settings.EXCHANGE_MATCHER_SOCKET = ""
     with pytest.raises(CommandError, match="socket"):
         call_command("run_order_matcher")
+
+
+@pytest.mark.redis
+def test_a_key_revoked_in_another_process_stops_working_here_within_a_second(settings):
+    """This process has the key cached; another process revokes it (the row, and the generation bump in
+    the shared cache): within about a second this process asks the database again and refuses it."""
+    import time
+
+    from django.core.cache import cache
+
+    from exchanges.api import authentication as auth
+    from exchanges.models import TraderApiKey
+
+    alice = make_trader("alice", funds={"USDC": 10})
+    row, raw = trader_key_create(trader=alice)
+    assert auth.authenticate_api_key(raw) == alice  # cached now, and the watcher runs
+    assert auth.cached_trader(api_key=raw) == alice
+    # "another process": the revocation's two effects, without touching this process's memory
+    TraderApiKey.objects.filter(pk=row.pk).update(revoked_at=timezone.now())
+    if not cache.add(auth.GENERATION_KEY, 1, timeout=None):
+        cache.incr(auth.GENERATION_KEY)
+    assert auth.cached_trader(api_key=raw) == alice  # still trusted for now (the cache's whole point)
+    deadline = time.monotonic() + 3
+    while auth.cached_trader(api_key=raw) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert auth.cached_trader(api_key=raw) is None
+    assert auth.authenticate_api_key(raw) is None
+
+
+def test_deactivating_a_user_forgets_their_cached_credentials_at_once():
+    from exchanges.api import authentication as auth
+
+    alice = make_trader("alice", funds={"USDC": 10})
+    _, raw = trader_key_create(trader=alice)
+    assert auth.authenticate_api_key(raw) == alice
+    alice.user.is_active = False
+    alice.user.save()
+    assert auth.cached_trader(api_key=raw) is None
+    assert auth.authenticate_api_key(raw) is None
