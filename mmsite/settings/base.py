@@ -135,7 +135,15 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [_redis_db(REDIS_URL, env.int("REDIS_CHANNELS_DB", default=2))],
+                # channels_redis waits for messages with a 5 s BZPOPMIN; redis-py 8's default 5 s socket read
+                # timeout races it and drops the consumer's connection (redis/redis-py#4091): read longer.
+                "hosts": [
+                    {
+                        "address": _redis_db(REDIS_URL, env.int("REDIS_CHANNELS_DB", default=2)),
+                        "socket_timeout": 30,
+                        "socket_keepalive": True,
+                    }
+                ],
                 "prefix": env.str("CHANNELS_PREFIX", default="asgi"),
             },
         }
