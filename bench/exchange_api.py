@@ -383,7 +383,7 @@ def main() -> None:
     ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"))
     ap.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
     ap.add_argument("--redis-db", type=int, default=14)
-    ap.add_argument("--servers", type=int, default=3)
+    ap.add_argument("--servers", type=int, default=1)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--cross", type=float, default=0.0, help="share of orders that cross the book and trade")
