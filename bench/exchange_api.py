@@ -279,6 +279,44 @@ class HttpxClient:
         return r.status_code, r.content
 
 
+async def batch_loop(
+    i: int, port: int, key: str, symbol: str, stop_at: float, size: int, lat: dict, errors: list, kind: str
+) -> None:
+    """``--batch N``: N resting orders per ``POST …/orders/batch``, then all of them in one
+    ``DELETE …/orders/batch`` (each latency sample is one request of N orders)."""
+    rng = random.Random(i)
+    http = RawHTTP(port, key) if kind == "raw" else HttpxClient(port, key)
+    while time.monotonic() < stop_at:
+        orders = [
+            {
+                "side": "buy",
+                "quantity": str(rng.randint(1, 50)),
+                "price": str(Decimal("0.3000") + Decimal("0.0001") * rng.randint(0, 2000)),
+            }
+            for _ in range(size)
+        ]
+        t0 = time.perf_counter()
+        status, data = await http.request(
+            "POST", f"/api/v1/exchange/{symbol}/orders/batch", json.dumps({"orders": orders}).encode()
+        )
+        lat["place"].append(time.perf_counter() - t0)
+        body = json.loads(data) if status == 200 else {}
+        ids = [r["order"]["order_id"] for r in body.get("results", ()) if r.get("success")]
+        if status != 200 or len(ids) != size:
+            errors.append(f"batch place {status} {data[:200]!r}")
+            continue
+        lat["orders"].append(size)
+        t0 = time.perf_counter()
+        status, data = await http.request(
+            "DELETE", f"/api/v1/exchange/{symbol}/orders/batch", json.dumps({"order_ids": ids}).encode()
+        )
+        lat["cancel"].append(time.perf_counter() - t0)
+        if status != 200 or json.loads(data).get("successful") != size:
+            errors.append(f"batch cancel {status} {data[:200]!r}")
+        else:
+            lat["cancelled"].append(size)
+
+
 async def client_loop(
     i: int, port: int, key: str, symbol: str, stop_at: float, cross: float, lat: dict, errors: list, kind: str
 ) -> None:
@@ -334,19 +372,26 @@ async def run(args, keys: list[str], servers) -> dict:
             for i in range(args.clients)
         ]
     )
-    lat = {"place": [], "cancel": [], "trades": []}
+    lat = {"place": [], "cancel": [], "trades": [], "orders": [], "cancelled": []}
     errors: list[str] = []
     cpu0 = cpu_seconds([proc.pid for proc, _, _ in servers]), cpu_seconds([os.getpid()]), cpu_seconds(postgres_pids())
     t0 = time.monotonic()
     stop_at = t0 + args.seconds
-    await asyncio.gather(
-        *[
+    if args.batch > 1:
+        loops = [
+            batch_loop(
+                i, ports[i % len(ports)], keys[i], syms[i % len(syms)], stop_at, args.batch, lat, errors, args.client
+            )
+            for i in range(args.clients)
+        ]
+    else:
+        loops = [
             client_loop(
                 i, ports[i % len(ports)], keys[i], syms[i % len(syms)], stop_at, args.cross, lat, errors, args.client
             )
             for i in range(args.clients)
         ]
-    )
+    await asyncio.gather(*loops)
     elapsed = time.monotonic() - t0
     cpu1 = cpu_seconds([proc.pid for proc, _, _ in servers]), cpu_seconds([os.getpid()]), cpu_seconds(postgres_pids())
     cpu = {name: b - a for name, a, b in zip(("servers", "client", "postgres"), cpu0, cpu1, strict=True)}
@@ -391,6 +436,7 @@ def main() -> None:
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client of the bench (see RawHTTP)")
     ap.add_argument("--gateway", type=int, default=1, help="EXCHANGE_ORDER_GATEWAY (0: every order through Django)")
     ap.add_argument("--threads", type=int, default=1, help="EXCHANGE_GATEWAY_THREADS per server (or matcher)")
+    ap.add_argument("--batch", type=int, default=1, help="N > 1: N orders per batch place and batch cancel request")
     ap.add_argument("--matcher", type=int, default=0, help="1: a matcher process runs the batches (run_order_matcher)")
     ap.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
     ap.add_argument("--pool", type=int, default=4, help="DB_POOL per server process (0: CONN_MAX_AGE as in base)")
@@ -427,17 +473,21 @@ def main() -> None:
                 proc.kill()
     lat, elapsed = result["lat"], result["elapsed"]
     placed, cancelled, trades = len(lat["place"]), len(lat["cancel"]), len(lat["trades"])
+    if args.batch > 1:  # count orders, not requests
+        placed, cancelled = sum(lat["orders"]), sum(lat["cancelled"])
     all_ops = lat["place"] + lat["cancel"]
     print(
         f"\nexchange API: {args.servers} daphne process(es), {args.clients} clients, {elapsed:.1f} s, "
         f"{args.symbols} pair(s), cross {args.cross:.0%}, DB_POOL {args.pool}, gateway {args.gateway} "
-        f"({args.threads} threads), matcher {args.matcher}, client {args.client}; "
+        f"({args.threads} threads), matcher {args.matcher}, client {args.client}, batch {args.batch}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(f"{'figure':44} {'measured':>12} {'target':>12}")
     print(f"{'orders placed per second':44} {placed / elapsed:12.0f} {TARGET_ORDERS_PER_S:12.0f}")
     print(f"{'order operations per second (place+cancel)':44} {(placed + cancelled) / elapsed:12.0f} {'':>12}")
     print(f"{'trades (crossing IOC orders)':44} {trades:12d}")
+    if args.batch > 1:
+        print(f"  (batches of {args.batch}: orders counted one by one; latency is per request of {args.batch} orders)")
     for name, samples in (("place", lat["place"]), ("cancel", lat["cancel"]), ("all", all_ops)):
         if samples:
             print(

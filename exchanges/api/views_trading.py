@@ -232,13 +232,23 @@ class BatchOrdersView(TraderView):
             )
         svc.market_get(symbol=symbol)
         orders_throttle(trader=self.trader, symbol=symbol.lower(), count=len(orders))
-        results = []
-        for i, body in enumerate(orders):
+        # Each order validated on its own, then all of them placed as one transaction on the book.
+        outcome: list[Any] = []
+        specs = []
+        for body in orders:
             try:
-                order = _place(self.trader, symbol, body, default_mode)
-                results.append({"index": i, "success": True, "order": order_json(order)})
+                specs.append(svc.place_prepare(**place_args(self.trader, symbol, body, default_mode)))
+                outcome.append(len(specs) - 1)
             except ExchangeError as exc:
-                results.append({"index": i, "success": False, "error": {"code": exc.code, "message": exc.message}})
+                outcome.append(exc)
+        placed = svc.orders_place_batch(specs=specs)
+        results = []
+        for i, o in enumerate(outcome):
+            o = placed[o] if isinstance(o, int) else o
+            if isinstance(o, ExchangeError):
+                results.append({"index": i, "success": False, "error": {"code": o.code, "message": o.message}})
+            else:
+                results.append({"index": i, "success": True, "order": order_json(o)})
         ok = sum(1 for r in results if r["success"])
         return Response({"total": len(results), "successful": ok, "failed": len(results) - ok, "results": results})
 
@@ -261,17 +271,14 @@ class BatchOrdersView(TraderView):
         if mode is not None:
             mode = svc.mode_check(mode)
         results = []
-        for i, oid in enumerate(ids):
-            try:
-                order = svc._order_for(self.trader, oid, mode)
-                if order.market_id != market.pk:
-                    raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {oid!r}", status=404)
-                done = svc.order_cancel(trader=self.trader, order_id=oid, mode=order.mode)
-                results.append({"index": i, "success": True, "order_id": oid, "order": order_json(done)})
-            except ExchangeError as exc:
+        done = svc.orders_cancel_batch(trader=self.trader, order_ids=ids, market=market, mode=mode)
+        for i, (oid, o) in enumerate(zip(ids, done, strict=True)):
+            if isinstance(o, ExchangeError):
                 results.append(
-                    {"index": i, "success": False, "order_id": oid, "error": {"code": exc.code, "message": exc.message}}
+                    {"index": i, "success": False, "order_id": oid, "error": {"code": o.code, "message": o.message}}
                 )
+            else:
+                results.append({"index": i, "success": True, "order_id": oid, "order": order_json(o)})
         ok = sum(1 for r in results if r["success"])
         return Response({"total": len(results), "successful": ok, "failed": len(results) - ok, "results": results})
 

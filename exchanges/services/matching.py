@@ -481,8 +481,8 @@ def run_batch(
     if not commands:
         return []
     per_command = [list(ids) for ids in preload_orders] if preload_orders is not None else [[] for _ in commands]
-    if connection.in_atomic_block:
-        return [_one(market, mode, cmd, ids) for cmd, ids in zip(commands, per_command, strict=True)]
+    # Inside a caller's transaction the batch is a savepoint: a failure rolls back to it, then the
+    # commands run one by one, each in a savepoint of its own (``run_on_book``).
     book_state_ensure(market=market, mode=mode)
     key = (market.pk, mode)
     all_ids = [i for ids in per_command for i in ids]

@@ -442,6 +442,91 @@ def place_command(spec: PlaceSpec) -> Callable[[Run], ExchangeOrder]:
     return command
 
 
+def orders_place_batch(*, specs: list[PlaceSpec]) -> list[ExchangeOrder | ExchangeError]:
+    """Several validated orders (``place_prepare``) placed as one transaction per book (``run_batch``):
+    each gets its own answer, as if placed alone (a refusal does not stop the others), in order.
+    ``client_order_id`` reuse is checked for all of them in one query (a second use within the batch is
+    refused too) and funds against balances read under the book lock, each order counting what the
+    earlier ones hold."""
+    from .matching import run_batch
+
+    out: list[ExchangeOrder | ExchangeError | None] = [None] * len(specs)
+    wanted = [(i, sp) for i, sp in enumerate(specs) if sp.client_order_id]
+    if wanted:
+        used = set(
+            ExchangeOrder.objects.filter(
+                trader_id__in={sp.trader.pk for _, sp in wanted},
+                client_order_id__in={sp.client_order_id for _, sp in wanted},
+            ).values_list("trader_id", "client_order_id")
+        )
+        for i, sp in wanted:
+            key = (sp.trader.pk, sp.client_order_id)
+            if key in used:
+                out[i] = duplicate_client_order_id(sp.client_order_id)
+            used.add(key)
+    books: dict[tuple[int, str], list[int]] = {}
+    for i, sp in enumerate(specs):
+        if out[i] is None:
+            books.setdefault((sp.market.pk, sp.mode), []).append(i)
+    for indexes in books.values():
+        group = [specs[i] for i in indexes]
+        results = run_batch(
+            market=group[0].market,
+            mode=group[0].mode,
+            commands=[place_command(sp) for sp in group],
+            accounts={sp.hold_account.pk for sp in group},
+        )
+        for i, sp, result in zip(indexes, group, results, strict=True):
+            if isinstance(result, IntegrityError) and sp.client_order_id and "client_order_id" in str(result):
+                result = duplicate_client_order_id(sp.client_order_id)
+            elif isinstance(result, Exception) and not isinstance(result, ExchangeError):
+                raise result
+            out[i] = result
+    return out  # type: ignore[return-value]
+
+
+def orders_cancel_batch(
+    *, trader: Trader, order_ids: list[str], market: Market, mode: str | None = None
+) -> list[ExchangeOrder | ExchangeError]:
+    """Cancel several of ``trader``'s orders on ``market`` (``mode``: only that mode's), one transaction
+    per book: each gets its own answer as ``order_cancel`` would give it (404 ``unknown_order`` for an
+    order of another trader, pair or mode, 409 ``order_not_open`` for one already done)."""
+    from .matching import run_batch
+
+    if mode is not None:
+        mode = mode_check(mode)
+    out: list[ExchangeOrder | ExchangeError | None] = [None] * len(order_ids)
+    valid = {oid for oid in order_ids if isinstance(oid, str) and oid and len(oid) <= 40}
+    rows = {
+        oid: (m, md, st)
+        for oid, m, md, st in ExchangeOrder.objects.for_trader(trader)
+        .filter(order_id__in=valid)
+        .values_list("order_id", "market_id", "mode", "status")
+    }
+    books: dict[str, list[int]] = {}
+    for i, oid in enumerate(order_ids):
+        row = rows.get(oid)
+        if row is None or row[0] != market.pk or (mode is not None and row[1] != mode):
+            out[i] = ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {oid!r}", status=404, parameter="order_id")
+        elif row[2] not in LIVE_STATUSES:
+            out[i] = ExchangeError(Codes.ORDER_NOT_OPEN, f"order {oid} is {row[2]}", status=409)
+        else:
+            books.setdefault(row[1], []).append(i)
+    for book_mode, indexes in books.items():
+        ids = [order_ids[i] for i in indexes]
+        results = run_batch(
+            market=market,
+            mode=book_mode,
+            commands=[cancel_command(oid) for oid in ids],
+            preload_orders=[[oid] for oid in ids],
+        )
+        for i, result in zip(indexes, results, strict=True):
+            if isinstance(result, Exception) and not isinstance(result, ExchangeError):
+                raise result
+            out[i] = result
+    return out  # type: ignore[return-value]
+
+
 # --- cancel, cancel all, kill switch ---------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal as D
 
 import pytest
@@ -144,6 +145,71 @@ def test_batch_place_and_cancel_each_on_its_own(market, alice):
     ids = [x["order"]["order_id"] for x in body["results"] if x["success"]] + ["ord_missing"]
     r = a.delete(f"{BASE}/vaix/orders/batch", {"order_ids": ids}, format="json")
     assert (r.json()["successful"], r.json()["failed"]) == (2, 1)
+
+
+BOOK_LOCK = re.compile(r"FROM exchanges_bookstate WHERE market_id = \d+ AND mode = '\w+' FOR UPDATE")
+
+
+def test_a_batch_is_one_transaction_per_book_and_each_order_keeps_its_own_answer(market, alice):
+    """Ten orders in one request: the book is locked once for all of them (one transaction), and yet each
+    is answered as if alone: funds count what the earlier orders of the batch hold, a client_order_id
+    used twice in the batch is refused the second time, paper orders go to the paper book; a batch
+    cancel of them is one transaction too, with 404/409 per order as a single cancel gives."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    a = client_for(alice)
+    orders = [{"side": "buy", "quantity": "100000", "price": "0.003"} for _ in range(4)]  # 300 USDC each
+    orders += [
+        {"side": "buy", "quantity": "1", "price": "0.003", "client_order_id": "twice"},
+        {"side": "buy", "quantity": "1", "price": "0.003", "client_order_id": "twice"},
+        {"side": "buy", "quantity": "1", "price": "0.003", "mode": "paper"},
+        {"side": "sell", "quantity": "10", "price": "0.004"},
+        {"side": "buy", "quantity": "1", "price": "0.00305"},  # off tick
+        {"side": "sell", "quantity": "5", "price": "0.005"},
+    ]
+    with CaptureQueriesContext(connection) as q:
+        r = a.post(f"{BASE}/vaix/orders/batch", {"orders": orders}, format="json")
+    assert r.status_code == 200
+    res = r.json()["results"]
+    codes = [x["success"] or x["error"]["code"] for x in res]
+    assert codes == [
+        True,
+        True,
+        True,
+        "insufficient_balance",  # 1,000 USDC: three of these fit, not four
+        True,
+        "duplicate_client_order_id",
+        True,
+        True,
+        "price_off_tick",
+        True,
+    ]
+    assert res[6]["order"]["mode"] == "paper"
+    book_locks = [x["sql"] for x in q.captured_queries if BOOK_LOCK.search(x["sql"])]
+    if connection.vendor == "postgresql":  # SQLite has no FOR UPDATE to count
+        assert len(book_locks) == 2  # the live book once, the paper book once
+    assert bal(alice)["USDC"][1] == D("900.003")  # three 300s and one 0.003 held, nothing for refusals
+
+    placed = [x["order"]["order_id"] for x in res if x["success"]]
+    a.delete(f"{BASE}/vaix/orders/{placed[0]}")
+    with CaptureQueriesContext(connection) as q:
+        r = a.delete(f"{BASE}/vaix/orders/batch", {"order_ids": [*placed, "ord_nope"]}, format="json")
+    res = r.json()["results"]
+    assert [x["success"] or x["error"]["code"] for x in res] == [
+        "order_not_open",
+        True,
+        True,
+        True,
+        True,  # the paper order: found in its own book
+        True,
+        True,
+        "unknown_order",
+    ]
+    book_locks = [x["sql"] for x in q.captured_queries if BOOK_LOCK.search(x["sql"])]
+    if connection.vendor == "postgresql":
+        assert len(book_locks) == 2
+    assert bal(alice)["USDC"][1] == 0
 
 
 def test_amend_cancel_all_kill_switch(market, alice):
