@@ -130,4 +130,3 @@ def test_every_beat_entry_names_a_registered_task_and_every_route_a_known_queue(
     procfile_queues = (ROOT / "Procfile").read_text().split("-Q ", 1)[1].split()[0].split(",")
     routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
     assert routed <= set(procfile_queues), "a routed queue that no Procfile worker consumes"
-
