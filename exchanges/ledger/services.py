@@ -468,21 +468,7 @@ def hold_place_new(*, account: LedgerAccount, amount: Decimal, reference: str) -
             if have is None:
                 raise InvalidLegs(f"unknown account {account.pk}")
             raise InsufficientFunds(account_id=account.pk, available=have[0] - have[1], requested=amount)
-    h = Hold(
-        id=row[0],
-        account_id=account.pk,
-        reference=reference,
-        amount=amount,
-        remaining=amount,
-        captured=ZERO,
-        released=ZERO,
-        status=HoldStatus.ACTIVE,
-        created_at=now,
-        updated_at=now,
-    )
-    h._state.adding = False
-    h._state.db = "default"
-    return h
+    return _hold_row(row[0], account.pk, reference, amount, amount, ZERO, ZERO, HoldStatus.ACTIVE, now, updated_at=now)
 
 
 def hold_release_rest(*, hold: Hold) -> Hold:
@@ -525,9 +511,13 @@ def hold_release_rest(*, hold: Hold) -> Hold:
                 raise LedgerError(f"hold {hold.pk}: closed but its account was not released")
         elif moved[0] < 0:
             raise LedgerError(f"account of hold {hold.pk}: held would go negative")
-    account_id, reference, amount, remaining, captured, released, status, created_at = row
+    return _hold_row(hold.pk, *row, updated_at=now)
+
+
+def _hold_row(pk, account_id, reference, amount, remaining, captured, released, status, created_at, *, updated_at):
+    """A ``Hold`` instance from a row this module just wrote (as the database has it; no query)."""
     h = Hold(
-        id=hold.pk,
+        id=pk,
         account_id=account_id,
         reference=reference,
         amount=amount,
@@ -536,7 +526,7 @@ def hold_release_rest(*, hold: Hold) -> Hold:
         released=released,
         status=status,
         created_at=created_at,
-        updated_at=now,
+        updated_at=updated_at,
     )
     h._state.adding = False
     h._state.db = "default"
@@ -597,24 +587,12 @@ def holds_place_new(plans: Sequence[tuple[LedgerAccount | int, Decimal, str]]) -
             if have is None:
                 raise InvalidLegs(f"unknown account {short}")
             raise InsufficientFunds(account_id=short, available=have[0] - have[1], requested=totals[short])
-    out = []
-    for account_id, amount, reference in rows:
-        h = Hold(
-            id=ids[reference],
-            account_id=account_id,
-            reference=reference,
-            amount=amount,
-            remaining=amount,
-            captured=ZERO,
-            released=ZERO,
-            status=HoldStatus.ACTIVE,
-            created_at=now,
-            updated_at=now,
+    return [
+        _hold_row(
+            ids[reference], account_id, reference, amount, amount, ZERO, ZERO, HoldStatus.ACTIVE, now, updated_at=now
         )
-        h._state.adding = False
-        h._state.db = "default"
-        out.append(h)
-    return out
+        for account_id, amount, reference in rows
+    ]
 
 
 def holds_release_rest(holds: Sequence[Hold]) -> list[Hold]:
@@ -654,20 +632,5 @@ def holds_release_rest(holds: Sequence[Hold]) -> list[Hold]:
         if row is None:  # closed already: nothing moved for it
             out.append(Hold.objects.get(pk=h.pk))
             continue
-        pk, account_id, reference, amount, remaining, captured, released, status, created_at = row
-        x = Hold(
-            id=pk,
-            account_id=account_id,
-            reference=reference,
-            amount=amount,
-            remaining=remaining,
-            captured=captured,
-            released=released,
-            status=status,
-            created_at=created_at,
-            updated_at=now,
-        )
-        x._state.adding = False
-        x._state.db = "default"
-        out.append(x)
+        out.append(_hold_row(*row, updated_at=now))
     return out

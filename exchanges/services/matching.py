@@ -414,6 +414,19 @@ def _lock_book_state(
         raise
 
 
+def _local_book(market: Market, mode: str, state: BookState) -> LocalBook:
+    """This process's book of (market, mode) if it is the committed one (its stamp is the locked row's and
+    the market row has not changed), else rebuilt from the database. Call under the book lock."""
+    key = (market.pk, mode)
+    with _BOOKS_GUARD:
+        local = _BOOKS.get(key)
+    if local is None or local.stamp != state.stamp or local.market_updated_at != market.updated_at:
+        local = _rebuild(market, mode, state)
+        with _BOOKS_GUARD:
+            _BOOKS[key] = local
+    return local
+
+
 def run_on_book(*, market: Market, mode: str, command: Callable[[Run], Any], preload_orders: Iterable[str] = ()) -> Any:
     """Run ``command(run)`` on the locked (market, mode) book and persist what it did, in one transaction.
 
@@ -429,12 +442,7 @@ def run_on_book(*, market: Market, mode: str, command: Callable[[Run], Any], pre
     try:
         with transaction.atomic():
             state, loaded, _ = _lock_book_state(market, mode, preload)
-            with _BOOKS_GUARD:
-                local = _BOOKS.get(key)
-            if local is None or local.stamp != state.stamp or local.market_updated_at != market.updated_at:
-                local = _rebuild(market, mode, state)
-                with _BOOKS_GUARD:
-                    _BOOKS[key] = local
+            local = _local_book(market, mode, state)
             run = Run(market=market, mode=mode, local=local, state=state, now=now_us(), loaded=loaded)
             run.expire()
             result = command(run)
@@ -491,12 +499,7 @@ def run_batch(
     try:
         with transaction.atomic():
             state, loaded, avail = _lock_book_state(market, mode, preload, accounts)
-            with _BOOKS_GUARD:
-                local = _BOOKS.get(key)
-            if local is None or local.stamp != state.stamp or local.market_updated_at != market.updated_at:
-                local = _rebuild(market, mode, state)
-                with _BOOKS_GUARD:
-                    _BOOKS[key] = local
+            local = _local_book(market, mode, state)
             run = Run(market=market, mode=mode, local=local, state=state, now=now_us(), loaded=loaded)
             if accounts:
                 run.available = avail
