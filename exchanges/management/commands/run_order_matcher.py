@@ -7,6 +7,7 @@ it their place and cancel requests (exchanges/api/matcher.py, docs/exchange-matc
 from __future__ import annotations
 
 import asyncio
+import signal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -27,7 +28,14 @@ class Command(BaseCommand):
 
         gateway()  # start the threads before the first request
         self.stdout.write(f"order matcher on {path}")
-        try:
-            asyncio.run(serve_forever(path))
-        except KeyboardInterrupt:
-            pass
+
+        async def main() -> None:
+            # SIGTERM (honcho, systemd) and SIGINT stop it cleanly: the socket file is removed, so web
+            # processes serve orders themselves until it is back.
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await serve_forever(path, stop)
+
+        asyncio.run(main())
