@@ -33,7 +33,7 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -45,7 +45,7 @@ from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
 from exchanges.errors import Codes, ExchangeError
-from exchanges.models import LIVE_STATUSES, ExchangeOrder
+from exchanges.models import LIVE_STATUSES
 from exchanges.services import matching
 from exchanges.services import orders as svc
 from mmsite.api.errors import render_exchange
@@ -102,10 +102,8 @@ class Item:
     #: the answer: (status, body bytes, extra headers)
     answer: tuple[int, bytes, list] | None = None
     spec: Any = None
-    row: Any = None
     market: Any = None
     book_mode: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 class OrderGatewayApp:
@@ -540,7 +538,7 @@ def prepare(items: list[Item]) -> None:
                 try:
                     it.market = svc.market_get(symbol=it.symbol)
                 except ExchangeError:
-                    raise _unknown_order(it.order_id) from None
+                    raise svc.unknown_order(it.order_id) from None
                 it.book_mode = it.mode or "live"
         except ExchangeError as exc:
             it.answer = _error_answer(exc)
@@ -587,7 +585,7 @@ def _run_book(group: list[Item], deferred: list) -> None:
         if isinstance(result, OtherBook):
             it.book_mode = result.mode  # asked again in its own book's round
         elif isinstance(result, Exception):
-            it.answer = _error_answer(_integrity_to_api(it, result))
+            it.answer = _error_answer(svc.place_error(it.spec, result) if it.kind == "place" else result)
         elif it.kind == "place":
             from .views_trading import _placed_json
 
@@ -605,10 +603,6 @@ class OtherBook(ExchangeError):
         self.mode = mode
 
 
-def _unknown_order(order_id: str) -> ExchangeError:
-    return ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
-
-
 def _cancel_command(it: Item):
     """``order_cancel``'s checks, made on the order's row read under the book lock, then its command."""
     cancel = svc.cancel_command(it.order_id)
@@ -617,11 +611,11 @@ def _cancel_command(it: Item):
     def command(run):
         row = run.loaded.get(it.order_id)
         if row is None or row.trader_id != it.trader.pk or row.market_id != run.market.pk:
-            raise _unknown_order(it.order_id)
+            raise svc.unknown_order(it.order_id)
         if row.mode != run.mode:
             if first_round:
                 raise OtherBook(row.mode)
-            raise _unknown_order(it.order_id)
+            raise svc.unknown_order(it.order_id)
         if row.status not in LIVE_STATUSES:
             raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {it.order_id} is {row.status}", status=409)
         return cancel(run)
@@ -629,27 +623,11 @@ def _cancel_command(it: Item):
     return command
 
 
-def _integrity_to_api(it: Item, exc: Exception) -> Exception:
-    if it.kind == "place" and it.spec.client_order_id and "client_order_id" in str(exc):
-        return svc.duplicate_client_order_id(it.spec.client_order_id)
-    return exc
-
-
 def _check_client_order_ids(places: list[Item]) -> None:
-    wanted = [it for it in places if it.answer is None and it.spec.client_order_id]
-    if not wanted:
-        return
-    used = set(
-        ExchangeOrder.objects.filter(
-            trader_id__in={it.trader.pk for it in wanted},
-            client_order_id__in={it.spec.client_order_id for it in wanted},
-        ).values_list("trader_id", "client_order_id")
-    )
-    for it in wanted:
-        key = (it.trader.pk, it.spec.client_order_id)
-        if key in used:
-            it.answer = _error_answer(svc.duplicate_client_order_id(it.spec.client_order_id))
-        used.add(key)  # a second use within the batch is refused too
+    """``client_order_id`` reuse across the batch's placements, in one query (``client_order_ids_used``)."""
+    places = [it for it in places if it.answer is None]
+    for i, refusal in svc.client_order_ids_used([it.spec for it in places]).items():
+        places[i].answer = _error_answer(refusal)
 
 
 if STATS:  # timing of the matching service's steps (benchmarks only)

@@ -131,7 +131,7 @@ class OrderDetailView(TraderView):
         market = svc.market_get(symbol=symbol)
         order = svc._order_for(self.trader, order_id, mode)
         if order.market_id != market.pk:
-            raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+            raise svc.unknown_order(order_id)
         return order
 
     @extend_schema(

@@ -327,10 +327,37 @@ def place_prepare(
     )
 
 
-def client_order_id_used(trader: Trader, client_order_id: str) -> ExchangeError | None:
-    if client_order_id and ExchangeOrder.objects.filter(trader=trader, client_order_id=client_order_id).exists():
-        return duplicate_client_order_id(client_order_id)
-    return None
+def client_order_ids_used(specs: list[PlaceSpec]) -> dict[int, ExchangeError]:
+    """The refusals for ``client_order_id`` reuse among ``specs`` (by index), in one query: an id the
+    trader used before, or one used earlier in ``specs``."""
+    wanted = [(i, sp) for i, sp in enumerate(specs) if sp.client_order_id]
+    if not wanted:
+        return {}
+    used = set(
+        ExchangeOrder.objects.filter(
+            trader_id__in={sp.trader.pk for _, sp in wanted},
+            client_order_id__in={sp.client_order_id for _, sp in wanted},
+        ).values_list("trader_id", "client_order_id")
+    )
+    refused = {}
+    for i, sp in wanted:
+        key = (sp.trader.pk, sp.client_order_id)
+        if key in used:
+            refused[i] = duplicate_client_order_id(sp.client_order_id)
+        used.add(key)
+    return refused
+
+
+def place_error(spec: PlaceSpec, exc: Exception) -> Exception:
+    """The API's answer for a database error of a placement: a ``client_order_id`` taken meanwhile is a
+    409, anything else stays what it is."""
+    if isinstance(exc, IntegrityError) and spec.client_order_id and "client_order_id" in str(exc):
+        return duplicate_client_order_id(spec.client_order_id)
+    return exc
+
+
+def unknown_order(order_id: Any) -> ExchangeError:
+    return ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
 
 
 def duplicate_client_order_id(client_order_id: str) -> ExchangeError:
@@ -365,17 +392,18 @@ def order_place(
     spec = place_prepare(
         trader=trader, symbol=symbol, side=side, type=type, quantity=quantity, price=price, mode=mode, **options
     )
-    used = client_order_id_used(trader, spec.client_order_id)
-    if used is not None:
-        raise used
+    refused = client_order_ids_used([spec])
+    if refused:
+        raise refused[0]
     if spec.known_need is not None:
         _funds_check(spec.hold_account, spec.hold_asset, spec.known_need)
     try:
         return run_on_book(market=spec.market, mode=spec.mode, command=place_command(spec))
     except IntegrityError as exc:
-        if spec.client_order_id and "client_order_id" in str(exc):
-            raise duplicate_client_order_id(spec.client_order_id) from exc
-        raise
+        answer = place_error(spec, exc)
+        if answer is exc:
+            raise
+        raise answer from exc
 
 
 def place_command(spec: PlaceSpec) -> Callable[[Run], ExchangeOrder]:
@@ -451,19 +479,8 @@ def orders_place_batch(*, specs: list[PlaceSpec]) -> list[ExchangeOrder | Exchan
     from .matching import run_batch
 
     out: list[ExchangeOrder | ExchangeError | None] = [None] * len(specs)
-    wanted = [(i, sp) for i, sp in enumerate(specs) if sp.client_order_id]
-    if wanted:
-        used = set(
-            ExchangeOrder.objects.filter(
-                trader_id__in={sp.trader.pk for _, sp in wanted},
-                client_order_id__in={sp.client_order_id for _, sp in wanted},
-            ).values_list("trader_id", "client_order_id")
-        )
-        for i, sp in wanted:
-            key = (sp.trader.pk, sp.client_order_id)
-            if key in used:
-                out[i] = duplicate_client_order_id(sp.client_order_id)
-            used.add(key)
+    for i, refusal in client_order_ids_used(specs).items():
+        out[i] = refusal
     books: dict[tuple[int, str], list[int]] = {}
     for i, sp in enumerate(specs):
         if out[i] is None:
@@ -477,10 +494,10 @@ def orders_place_batch(*, specs: list[PlaceSpec]) -> list[ExchangeOrder | Exchan
             accounts={sp.hold_account.pk for sp in group},
         )
         for i, sp, result in zip(indexes, group, results, strict=True):
-            if isinstance(result, IntegrityError) and sp.client_order_id and "client_order_id" in str(result):
-                result = duplicate_client_order_id(sp.client_order_id)
-            elif isinstance(result, Exception) and not isinstance(result, ExchangeError):
-                raise result
+            if isinstance(result, Exception):
+                result = place_error(sp, result)
+                if not isinstance(result, ExchangeError):
+                    raise result
             out[i] = result
     return out  # type: ignore[return-value]
 
@@ -507,7 +524,7 @@ def orders_cancel_batch(
     for i, oid in enumerate(order_ids):
         row = rows.get(oid)
         if row is None or row[0] != market.pk or (mode is not None and row[1] != mode):
-            out[i] = ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {oid!r}", status=404, parameter="order_id")
+            out[i] = unknown_order(oid)
         elif row[2] not in LIVE_STATUSES:
             out[i] = ExchangeError(Codes.ORDER_NOT_OPEN, f"order {oid} is {row[2]}", status=409)
         else:
@@ -532,13 +549,13 @@ def orders_cancel_batch(
 
 def _order_for(trader: Trader, order_id: Any, mode: str | None) -> ExchangeOrder:
     if not isinstance(order_id, str) or not order_id or len(order_id) > 40:
-        raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+        raise unknown_order(order_id)
     qs = ExchangeOrder.objects.for_trader(trader).select_related("market").filter(order_id=order_id)
     if mode is not None:
         qs = qs.filter(mode=mode)
     order = qs.first()
     if order is None:
-        raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+        raise unknown_order(order_id)
     return order
 
 
@@ -553,17 +570,17 @@ def order_cancel(
     # Before the lock only what picks the book and refuses early (market, mode, status); the row itself
     # is read under the lock (preload).
     if not isinstance(order_id, str) or not order_id or len(order_id) > 40:
-        raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+        raise unknown_order(order_id)
     qs = ExchangeOrder.objects.for_trader(trader).filter(order_id=order_id)
     if mode is not None:
         qs = qs.filter(mode=mode)
     row = qs.values_list("market_id", "mode", "status").first()
     if row is None:
-        raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+        raise unknown_order(order_id)
     market_id, mode, status = row
     market = _market_by_id(market_id, symbol)
     if symbol is not None and market.symbol != symbol.lower():
-        raise ExchangeError(Codes.UNKNOWN_ORDER, f"unknown order {order_id!r}", status=404, parameter="order_id")
+        raise unknown_order(order_id)
     if status not in LIVE_STATUSES:
         raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {order_id} is {status}", status=409)
 
