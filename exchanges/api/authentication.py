@@ -88,16 +88,24 @@ def authenticate_jwt(token: str, *, typ: str = "access") -> Trader | None:
     pk = _jwt_subject(token, typ)
     if pk is None:
         return None
+    return cached_trader_by_id(pk) or trader_by_id(pk)
+
+
+def cached_trader_by_id(pk: int) -> Trader | None:
+    """The active trader ``pk`` if this process checked it in the last ``KEY_CACHE_SECONDS`` (no query)."""
     hit = _JWT_TRADERS.get(pk)
-    now = time.monotonic()
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
+def trader_by_id(pk: int) -> Trader | None:
+    """The trader ``pk`` if its user is active, read from the database and remembered by this process (as
+    API keys are; a revocation clears it everywhere within about a second)."""
     trader = Trader.objects.select_related("user").filter(pk=pk, user__is_active=True).first()
     if trader is not None:
         _ensure_watcher()
         if len(_JWT_TRADERS) > 10_000:
             _JWT_TRADERS.clear()
-        _JWT_TRADERS[pk] = (now + KEY_CACHE_SECONDS, trader)
+        _JWT_TRADERS[pk] = (time.monotonic() + KEY_CACHE_SECONDS, trader)
     return trader
 
 
@@ -180,7 +188,7 @@ def cached_trader(*, api_key: str | None = None, bearer: str | None = None) -> T
         hit = _KEYS.get(TraderApiKey.hash_key(api_key.strip()))
     elif bearer is not None:
         pk = _jwt_subject(bearer, "access")
-        hit = None if pk is None else _JWT_TRADERS.get(pk)
+        return None if pk is None else cached_trader_by_id(pk)
     else:
         return None
     if hit is not None and hit[0] > now:

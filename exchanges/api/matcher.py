@@ -156,36 +156,27 @@ def lost_answer() -> tuple[int, bytes, list]:
 
 # --- the matcher side ------------------------------------------------------------------------------------
 
-#: Traders by id, trusted for as long as the web processes trust their credential caches.
-TRADER_CACHE_SECONDS = 10.0
-_TRADERS: dict[int, tuple[float, Any]] = {}
-
 
 def _trader_db(pk: int):
     """Runs on a short-lived executor thread: its connection is closed here, not left to that thread."""
     from django.db import connection
 
-    from exchanges.models import Trader
+    from .authentication import trader_by_id
 
     try:
-        return Trader.objects.select_related("user").filter(pk=pk, user__is_active=True).first()
+        return trader_by_id(pk)
     finally:
         connection.close()
 
 
 async def _trader(pk: Any):
+    """The trader a web process authenticated, through the same per-process cache as the API's own
+    (``authentication.cached_trader_by_id``), so a revocation clears it here too."""
+    from .authentication import cached_trader_by_id
+
     if not isinstance(pk, int):
         return None
-    hit = _TRADERS.get(pk)
-    now = time.monotonic()
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    trader = await asyncio.to_thread(_trader_db, pk)
-    if trader is not None:
-        if len(_TRADERS) > 10_000:
-            _TRADERS.clear()
-        _TRADERS[pk] = (now + TRADER_CACHE_SECONDS, trader)
-    return trader
+    return cached_trader_by_id(pk) or await asyncio.to_thread(_trader_db, pk)
 
 
 def _parse_order_body(text: Any) -> dict | None:
