@@ -536,6 +536,47 @@ def _hold_row(pk, account_id, reference, amount, remaining, captured, released, 
 # --- many holds in one round trip (a batch of orders on one book: exchanges.services.matching.run_batch) ------
 
 
+def holds_place_new_sql(rows: Sequence[tuple[int, Decimal, str]], now) -> tuple[str, list]:
+    """The one PostgreSQL statement of :func:`holds_place_new` for ``(account id, amount, reference)`` rows:
+    each account's ``held`` raised by the sum of its new holds only where ``balance - held`` covers it, and
+    those accounts' holds inserted, ``RETURNING id, reference`` (fewer rows than given: an account was
+    short). For a caller that sends it with other statements (the matching service's one-message writes)."""
+    acct, hold = LedgerAccount._meta.db_table, Hold._meta.db_table
+    return (
+        f"WITH req AS (SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::numeric[]) "
+        f"AS r(account_id, reference, amount)), "
+        f"tot AS (SELECT account_id, sum(amount) AS s FROM req GROUP BY account_id), "
+        f"a AS (UPDATE {acct} AS x SET held = x.held + tot.s, updated_at = %s FROM tot "
+        f"WHERE x.id = tot.account_id AND (x.is_system OR x.balance - x.held >= tot.s) RETURNING x.id) "
+        f"INSERT INTO {hold} (account_id, reference, amount, remaining, captured, released, status, "
+        f"created_at, updated_at) SELECT req.account_id, req.reference, req.amount, req.amount, 0, 0, %s, "
+        f"%s, %s FROM req JOIN a ON a.id = req.account_id RETURNING id, reference",
+        [[r[0] for r in rows], [r[2] for r in rows], [r[1] for r in rows], now, HoldStatus.ACTIVE, now, now],
+    )
+
+
+def holds_release_rest_sql(hold_ids: Sequence[int], now) -> list[tuple[str, list]]:
+    """The two PostgreSQL statements of :func:`holds_release_rest`, in the ledger's lock order: the accounts'
+    ``held`` lowered by the sum of their open holds' remaining (``RETURNING id, held``), then the holds
+    closed (``RETURNING`` each closed hold's row)."""
+    acct, table = LedgerAccount._meta.db_table, Hold._meta.db_table
+    ids, opened = sorted(set(hold_ids)), list(OPEN_HOLD_STATUSES)
+    return [
+        (
+            f"UPDATE {acct} AS a SET held = a.held - s.r, updated_at = %s FROM (SELECT account_id, "
+            f"sum(remaining) AS r FROM {table} WHERE id = ANY(%s) AND status = ANY(%s) AND remaining > 0 "
+            f"GROUP BY account_id) AS s WHERE a.id = s.account_id RETURNING a.id, a.held",
+            [now, ids, opened],
+        ),
+        (
+            f"UPDATE {table} SET released = released + remaining, remaining = 0, status = %s, updated_at = %s "
+            f"WHERE id = ANY(%s) AND status = ANY(%s) "
+            f"RETURNING id, account_id, reference, amount, remaining, captured, released, status, created_at",
+            [HoldStatus.RELEASED, now, ids, opened],
+        ),
+    ]
+
+
 def holds_place_new(plans: Sequence[tuple[LedgerAccount | int, Decimal, str]]) -> list[Hold]:
     """:func:`hold_place_new` for several ``(account, amount, reference)`` at once, in order; on PostgreSQL
     one statement: each account's ``held`` is raised by the sum of its new holds only if ``balance - held``
@@ -554,31 +595,11 @@ def holds_place_new(plans: Sequence[tuple[LedgerAccount | int, Decimal, str]]) -
     from django.db import connection
 
     now = timezone.now()
-    acct, hold = LedgerAccount._meta.db_table, Hold._meta.db_table
     totals: dict[int, Decimal] = defaultdict(lambda: ZERO)
     for account_id, amount, _ in rows:
         totals[account_id] += amount
     with _atomic(), connection.cursor() as cur:
-        cur.execute(
-            f"WITH req AS (SELECT * FROM unnest(%(accounts)s::bigint[], %(refs)s::varchar[], %(amounts)s::numeric[],"
-            f" %(ords)s::int[]) AS r(account_id, reference, amount, ord)), "
-            f"tot AS (SELECT account_id, sum(amount) AS s FROM req GROUP BY account_id), "
-            f"a AS (UPDATE {acct} AS x SET held = x.held + tot.s, updated_at = %(now)s FROM tot "
-            f"WHERE x.id = tot.account_id AND (x.is_system OR x.balance - x.held >= tot.s) RETURNING x.id), "
-            f"ins AS (INSERT INTO {hold} (account_id, reference, amount, remaining, captured, released, status, "
-            f"created_at, updated_at) SELECT req.account_id, req.reference, req.amount, req.amount, 0, 0, "
-            f"%(status)s, %(now)s, %(now)s FROM req JOIN a ON a.id = req.account_id ORDER BY req.ord "
-            f"RETURNING id, reference) "
-            f"SELECT id, reference FROM ins",
-            {
-                "accounts": [r[0] for r in rows],
-                "refs": [r[2] for r in rows],
-                "amounts": [r[1] for r in rows],
-                "ords": list(range(len(rows))),
-                "now": now,
-                "status": HoldStatus.ACTIVE,
-            },
-        )
+        cur.execute(*holds_place_new_sql(rows, now))
         ids = dict((ref, pk) for pk, ref in cur.fetchall())
         if len(ids) != len(rows):
             placed_accounts = {a for a, _, ref in rows if ref in ids}
@@ -608,19 +629,10 @@ def holds_release_rest(holds: Sequence[Hold]) -> list[Hold]:
     from django.db import connection
 
     now = timezone.now()
-    acct, table = LedgerAccount._meta.db_table, Hold._meta.db_table
     ids = sorted({h.pk for h in holds})
-    params = {"ids": ids, "now": now, "open": list(OPEN_HOLD_STATUSES), "released": HoldStatus.RELEASED}
+    (move_sql, move_params), (close_sql, close_params) = holds_release_rest_sql(ids, now)
     with _atomic(), connection.cursor() as cur:
-        cur.execute(
-            f"UPDATE {acct} AS a SET held = a.held - s.r, updated_at = %(now)s FROM (SELECT account_id, "
-            f"sum(remaining) AS r FROM {table} WHERE id = ANY(%(ids)s) AND status = ANY(%(open)s) AND remaining > 0 "
-            f"GROUP BY account_id) AS s WHERE a.id = s.account_id RETURNING a.id, a.held; "
-            f"UPDATE {table} SET released = released + remaining, remaining = 0, status = %(released)s, "
-            f"updated_at = %(now)s WHERE id = ANY(%(ids)s) AND status = ANY(%(open)s) "
-            f"RETURNING id, account_id, reference, amount, remaining, captured, released, status, created_at",
-            params,
-        )
+        cur.execute(f"{move_sql}; {close_sql}", [*move_params, *close_params])
         moved = cur.fetchall()
         cur.nextset()
         closed = {row[0]: row for row in cur.fetchall()}

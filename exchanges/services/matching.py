@@ -50,7 +50,7 @@ from exchanges.book import (
 from exchanges.book.book import SNAPSHOT_VERSION
 from exchanges.errors import Codes, ExchangeError
 from exchanges.ledger import services as ledger
-from exchanges.ledger.choices import OPEN_HOLD_STATUSES, HoldStatus, OwnerType
+from exchanges.ledger.choices import OPEN_HOLD_STATUSES, OwnerType
 from exchanges.ledger.exceptions import InsufficientFunds
 from exchanges.models import (
     LIVE_STATUSES,
@@ -381,10 +381,7 @@ def _lock_book_state(
             if acct_sql:
                 parts.append(acct_sql)
             with connection.cursor() as cur:
-                if params:
-                    cur.execute("; ".join(parts), params)
-                else:
-                    cur.execute("; ".join(parts))
+                cur.execute("; ".join(parts), params or None)
                 cur.nextset()  # the first result is the SET's
                 row = cur.fetchone()
                 rows, avail = [], {}
@@ -640,8 +637,7 @@ def _persist(run: Run) -> Callable[[], None]:
     if trades:
         acct_ids.add(fee_account(asset=base, mode=mode).pk)
         acct_ids.add(fee_account(asset=quote, mode=mode).pk)
-    live_book = book  # ``oid in book``: still live after the run
-    plain = _plain(run, touched, trades, reductions, live_book)
+    plain = _plain(run, touched, trades, reductions)
     if len(acct_ids) > 1 and not plain:  # plain: locked in the write message, first
         ledger.lock_accounts(acct_ids)
 
@@ -752,7 +748,7 @@ def _persist(run: Run) -> Callable[[], None]:
     # Done orders: final status; their holds are released after the trades settle.
     to_release: list[ExchangeOrder] = []
     for oid, o in touched.items():
-        if oid in live_book:
+        if oid in book:
             continue
         status, reason = done_reason.get(oid, (OrderStatus.FILLED, ""))
         if status == OrderStatus.CANCELLED and o.filled_quantity >= o.quantity:
@@ -774,7 +770,7 @@ def _persist(run: Run) -> Callable[[], None]:
     state_fields = ["sequence", "trade_no", "counter", "last_price", "clock", "stamp", "updated_at"]
 
     if plain:
-        _write_plain(run, touched, to_release, acct_ids, state_fields)
+        _write_plain(run, touched, to_release, acct_ids)
     else:
         # Writes, in a fixed order. The book row's update goes with the order writes: on PostgreSQL with the
         # common single order insert or update, both are one round trip.
@@ -828,7 +824,7 @@ def _persist(run: Run) -> Callable[[], None]:
                 memo=f"{market.symbol} trade {trade_no}",
             )
         for o, qty in reductions:
-            if o.hold_id and o.order_id in live_book:
+            if o.hold_id and o.order_id in book:
                 amount = qty * o.price if o.side == "buy" else qty
                 h = Hold.objects.get(pk=o.hold_id)
                 amount = min(amount, h.remaining)
@@ -843,7 +839,7 @@ def _persist(run: Run) -> Callable[[], None]:
 
         if not batch:
             if connection.vendor == "postgresql":
-                _write_batch([_update_sql(state, state_fields)])
+                _write_batch([_state_update_sql(state)])
             else:
                 state.save(update_fields=state_fields)
     run.local.stamp = state.stamp
@@ -887,7 +883,7 @@ ORDER_UPDATE_FIELDS = [
 ]
 
 
-def _plain(run: Run, touched: dict, trades: list, reductions: list, live_book: OrderBook) -> bool:
+def _plain(run: Run, touched: dict, trades: list, reductions: list) -> bool:
     """Whether this run only placed resting orders and cancelled or expired others (no trades, amends,
     triggers or partial reductions), with more than one order row to write: then all of its writes go to
     PostgreSQL in one message (:func:`_write_plain`)."""
@@ -897,21 +893,21 @@ def _plain(run: Run, touched: dict, trades: list, reductions: list, live_book: O
         return False
     if any(p.release_old is not None or p.order.order_id not in run.new_orders for p in run.hold_plans):
         return False
-    if any(oid not in live_book for oid in run.new_orders):
+    if any(oid not in run.book for oid in run.new_orders):
         return False
     if any(type(ev) in (Amended, Triggered) for ev in run.events):
         return False
     return len(touched) > 1
 
 
-def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state_fields: list[str]) -> None:
+def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set) -> None:
     """The writes of a plain run (:func:`_plain`) as one multi-statement round trip, in the ledger's lock
     order: lock the accounts (ascending), raise ``held`` and insert the new holds (only if every account
     covers its new holds), insert the new orders and point them at their holds, update the done orders,
     release their holds, update the book's row. Any shortfall raises (the transaction rolls back; a batch
     then runs its commands one by one, where the shortfall is refused with ``insufficient_balance``)."""
     now = timezone.now()
-    acct, hold_t = LedgerAccount._meta.db_table, Hold._meta.db_table
+    acct = LedgerAccount._meta.db_table
     statements: list[tuple[str, list, int | None]] = []
     if len(acct_ids) > 1:
         statements.append(
@@ -923,20 +919,7 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state
         accounts = [_hold_account(o, run.market, run.mode).pk for o in new]
         refs = [plans[o.order_id].reference for o in new]
         amounts = [plans[o.order_id].amount for o in new]
-        statements.append(
-            (
-                f"WITH req AS (SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::numeric[]) "
-                f"AS r(account_id, reference, amount)), "
-                f"tot AS (SELECT account_id, sum(amount) AS s FROM req GROUP BY account_id), "
-                f"a AS (UPDATE {acct} AS x SET held = x.held + tot.s, updated_at = %s FROM tot "
-                f"WHERE x.id = tot.account_id AND (x.is_system OR x.balance - x.held >= tot.s) RETURNING x.id) "
-                f"INSERT INTO {hold_t} (account_id, reference, amount, remaining, captured, released, status, "
-                f"created_at, updated_at) SELECT req.account_id, req.reference, req.amount, req.amount, 0, 0, %s, "
-                f"%s, %s FROM req JOIN a ON a.id = req.account_id RETURNING id, reference",
-                [accounts, refs, amounts, now, HoldStatus.ACTIVE, now, now],
-                len(new),
-            )
-        )
+        statements.append((*ledger.holds_place_new_sql(list(zip(accounts, amounts, refs, strict=True)), now), len(new)))
         statements.append(_insert_orders_sql(new, accounts, refs))
     existing = [o for oid, o in touched.items() if oid not in run.new_orders]
     if existing:
@@ -945,24 +928,7 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state
         statements.append((*_orders_update_sql(existing), len(existing)))
     releasing = sorted({o.hold_id for o in to_release if o.hold_id})
     if releasing:
-        opened = list(OPEN_HOLD_STATUSES)
-        statements.append(
-            (
-                f"UPDATE {acct} AS a SET held = a.held - s.r, updated_at = %s FROM (SELECT account_id, "
-                f"sum(remaining) AS r FROM {hold_t} WHERE id = ANY(%s) AND status = ANY(%s) AND remaining > 0 "
-                f"GROUP BY account_id) AS s WHERE a.id = s.account_id RETURNING a.held",
-                [now, releasing, opened],
-                None,
-            )
-        )
-        statements.append(
-            (
-                f"UPDATE {hold_t} SET released = released + remaining, remaining = 0, status = %s, updated_at = %s "
-                f"WHERE id = ANY(%s) AND status = ANY(%s)",
-                [HoldStatus.RELEASED, now, releasing, opened],
-                None,
-            )
-        )
+        statements += [(sql, params, None) for sql, params in ledger.holds_release_rest_sql(releasing, now)]
     statements.append(_state_update_sql(run.state))
     results = _write_batch(statements)
     i = 1 if len(acct_ids) > 1 else 0
@@ -976,7 +942,7 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set, state
         i += 2
     if existing:
         i += 1
-    if releasing and any(held < 0 for (held,) in results[i]):
+    if releasing and any(held < 0 for _, held in results[i]):
         raise DatabaseError("releasing holds: an account's held would go negative")
 
 
