@@ -848,17 +848,23 @@ def _persist(run: Run) -> Callable[[], None]:
 
     def after_commit() -> None:
         # Stream events that need the rows (orders, fills, balances): rendered after commit, outside the
-        # lock, from the rows as committed (nothing changes them after the transaction).
+        # lock, from the rows as committed (nothing changes them after the transaction); only for traders
+        # with a private stream open (the audience: one round trip, which spares the rest the rendering,
+        # the balance read and the sends).
         from exchanges.api.render import fill_json, order_json
+        from exchanges.streams.publish import audience
 
+        trader_ids = {o.trader_id for o in touched_orders}
+        listening = audience(symbol=market.symbol, mode=mode, trader_ids=trader_ids)
         for o in touched_orders:
-            publish.append({"type": "order", "trader_id": o.trader_id, "mode": mode, "order": order_json(o)})
+            if listening.trader(o.trader_id):
+                publish.append({"type": "order", "trader_id": o.trader_id, "mode": mode, "order": order_json(o)})
         for row in trade_rows:
             for tid in {row.taker_trader_id, row.maker_trader_id}:
-                publish.append({"type": "fill", "trader_id": tid, "mode": mode, "fill": fill_json(row, tid)})
-        trader_ids = {o.trader_id for o in touched_orders}
-        publish.extend(_balance_events(trader_ids, (base, quote), mode))
-        _after_commit(publish, trade_rows, mode)
+                if listening.trader(tid):
+                    publish.append({"type": "fill", "trader_id": tid, "mode": mode, "fill": fill_json(row, tid)})
+        publish.extend(_balance_events({t for t in trader_ids if listening.trader(t)}, (base, quote), mode))
+        _after_commit(publish, trade_rows, mode, listening)
 
     return lambda: transaction.on_commit(after_commit)
 
@@ -1137,11 +1143,11 @@ def _hold_account(order: ExchangeOrder, market: Market, mode: str) -> LedgerAcco
     return trader_account(trader_id=order.trader_id, asset=asset, mode=mode)
 
 
-def _after_commit(publish: list[dict], trades: list[ExchangeTrade], mode: str) -> None:
+def _after_commit(publish: list[dict], trades: list[ExchangeTrade], mode: str, listening=None) -> None:
     from exchanges.streams.publish import publish as stream_publish
 
     try:
-        stream_publish(publish)
+        stream_publish(publish, listening)
     except Exception:  # a stream failure never undoes a committed trade; log it loudly
         log.exception("exchange stream publish failed (%d events)", len(publish))
     if trades:

@@ -19,7 +19,8 @@ How (docs/exchange-streams.md):
 
 - every event is rendered to its JSON frame **once**, here; consumers forward text;
 - one channel-layer message per group per call (a transaction's deltas, trades, or one trader's
-  private events travel together, in order);
+  private events travel together, in order), and none to a group nobody listens to: the caller asks
+  :func:`audience` first (one Redis round trip), and skips rendering what no one would read;
 - with the Redis layer the sends run on one background thread with its own event loop and a FIFO
   queue, so the matching request never waits for Redis and the order of calls is kept; with the
   in-memory layer (embedded default, tests) they run inline. Delivery is best effort: a lost book
@@ -34,11 +35,14 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
 
 from . import frames
 
@@ -145,9 +149,88 @@ def route(events: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def publish(events: Sequence[dict[str, Any]]) -> None:
-    """Route ``events`` (one committed transaction's, in order) to the stream groups. Never raises:
-    a stream failure must not look like a failed order to the caller whose transaction committed."""
+# --- who listens ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The stream groups of one book's transaction that have a member now (``None``: could not be told, so
+    every group counts as listened). The matching service asks before it renders its private events: most
+    traders have no private stream open, and their order, fill and balance events (and the balance read)
+    would go to groups nobody reads."""
+
+    groups: frozenset[str] | None
+
+    def has(self, group: str) -> bool:
+        return self.groups is None or group in self.groups
+
+    def trader(self, trader_id: Any) -> bool:
+        return self.has(private_group(trader_id))
+
+
+def audience(*, symbol: str, mode: str, trader_ids: Iterable[Any]) -> Audience:
+    """Who listens to the groups a transaction on the ``(symbol, mode)`` book can reach: one Redis round
+    trip for all of them. A consumer that joins just after this misses the message as if it had joined
+    just after the send (it starts from its snapshot either way)."""
+    groups = [book_group(symbol, mode), trades_group(symbol, mode), markets_group(mode)]
+    groups += [private_group(t) for t in trader_ids]
+    found = listened(groups)
+    return Audience(None if found is None else frozenset(found))
+
+
+def listened(groups: Sequence[str]) -> set[str] | None:
+    """The ``groups`` with at least one member that has not expired, or ``None`` if the layer cannot tell
+    (no layer, another layer type, Redis unreachable): the caller then sends to all of them."""
+    layer = get_channel_layer()
+    if layer is None or not groups:
+        return None
+    if isinstance(layer, InMemoryChannelLayer):
+        return {g for g in groups if layer.groups.get(g)}
+    if not isinstance(layer, RedisChannelLayer):
+        return None
+    try:
+        by_host: dict[int, list[str]] = defaultdict(list)
+        for g in groups:
+            by_host[layer.consistent_hash(g)].append(g)
+        since = int(time.time()) - layer.group_expiry
+        out: set[str] = set()
+        for index, names in by_host.items():
+            client = _sync_client(layer, index)
+            if client is None:
+                return None
+            pipe = client.pipeline(transaction=False)
+            for g in names:
+                # channels_redis keeps a group as a sorted set of channels scored by the time they joined
+                pipe.zcount(layer._group_key(g), since, "+inf")
+            out.update(g for g, n in zip(names, pipe.execute(), strict=True) if n)
+        return out
+    except Exception:  # noqa: BLE001 - unknown audience: send to everyone, as before this check
+        log.warning("publish: could not tell who listens; sending to every group", exc_info=True)
+        return None
+
+
+_SYNC_CLIENTS: dict[tuple[int, int], Any] = {}
+
+
+def _sync_client(layer: RedisChannelLayer, index: int):
+    """A blocking Redis client (with its own pool) on the layer's host ``index`` for this process; ``None``
+    for a host given in a form this does not handle (Sentinel)."""
+    key = (os.getpid(), index)
+    client = _SYNC_CLIENTS.get(key)
+    if client is None:
+        host = dict(layer.hosts[index])
+        if "master_name" in host:
+            return None
+        address = host.pop("address", None)
+        client = redis.Redis.from_url(address, **host) if address else redis.Redis(**host)
+        _SYNC_CLIENTS[key] = client
+    return client
+
+
+def publish(events: Sequence[dict[str, Any]], audience: Audience | None = None) -> None:
+    """Route ``events`` (one committed transaction's, in order) to the stream groups (those the
+    ``audience`` has, when given). Never raises: a stream failure must not look like a failed order to the
+    caller whose transaction committed."""
     if not events:
         return
     try:
@@ -155,6 +238,8 @@ def publish(events: Sequence[dict[str, Any]]) -> None:
     except (KeyError, TypeError, ValueError, ArithmeticError):
         log.exception("publish: could not render %d events", len(events))
         return
+    if audience is not None:
+        messages = [(group, message) for group, message in messages if audience.has(group)]
     if not messages:
         return
     layer = get_channel_layer()

@@ -3,6 +3,7 @@ prediction-market pairs."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal as D
 
 import pytest
@@ -19,7 +20,8 @@ def test_after_commit_publishes_documented_events_and_sends_trades_committed(
     market, alice, bob, monkeypatch, django_capture_on_commit_callbacks
 ):
     published: list[dict] = []
-    monkeypatch.setattr("exchanges.streams.publish.publish", lambda events: published.extend(events))
+    monkeypatch.setattr("exchanges.streams.publish.publish", lambda events, audience=None: published.extend(events))
+    monkeypatch.setattr("exchanges.streams.publish.listened", lambda groups: set(groups))  # everyone listens
     received = []
 
     def receiver(sender, trades, mode, **kwargs):
@@ -49,6 +51,46 @@ def test_after_commit_publishes_documented_events_and_sends_trades_committed(
     assert orders[-1]["order"]["status"] == "partially_filled" and orders[-1]["order"]["remaining_quantity"] == "6"
     bal = [e for e in published if e["type"] == "balance" and e["trader_id"] == bob.pk and e["asset"] == "USDC"]
     assert bal[-1]["locked"] == D("0")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_private_events_are_rendered_and_sent_only_for_traders_whose_private_stream_is_open(
+    market, alice, bob, monkeypatch, settings
+):
+    """The audience check asks the real channel layer (Redis in CI) which groups have members: a trader
+    with no private stream gets no order, fill or balance events; one with a stream gets them all."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from exchanges.streams import publish as pub
+
+    layer = get_channel_layer()
+    sent: list[tuple[list[dict], object]] = []
+    real_publish = pub.publish
+    monkeypatch.setattr(
+        pub, "publish", lambda events, audience=None: (sent.append((events, audience)), real_publish(events, audience))
+    )
+
+    channel = f"test-private-{bob.pk}"
+    async_to_sync(layer.group_add)(pub.private_group(bob.pk), channel)
+    try:
+        assert pub.listened([pub.private_group(alice.pk), pub.private_group(bob.pk)]) == {pub.private_group(bob.pk)}
+        order_place(trader=alice, symbol="vaix", side="sell", type="limit", quantity=D("10"), price=D("0.003"))
+        order_place(trader=bob, symbol="vaix", side="buy", type="limit", quantity=D("4"), price=D("0.003"))
+        pub.flush()
+        events = [e for batch, _ in sent for e in batch]
+        private = [e for e in events if e["type"] in ("order", "fill", "balance")]
+        assert private and {e["trader_id"] for e in private} == {bob.pk}
+        assert {e["type"] for e in private} == {"order", "fill", "balance"}
+        assert {"book", "trade"} <= {e["type"] for e in events}  # public events are still built
+        # bob's stream got his order, fill and balances in one message (his one transaction)
+        got = async_to_sync(layer.receive)(channel)
+        assert got["type"] == "xprivate.events"
+        kinds = {json.loads(e["frame"])["type"] for e in got["events"]}
+        assert kinds == {"order_update", "fill", "balance_update"}
+    finally:
+        async_to_sync(layer.group_discard)(pub.private_group(bob.pk), channel)
+    assert pub.listened([pub.private_group(bob.pk)]) == set()
 
 
 def test_prediction_market_prices_stay_between_one_and_ninety_nine_cents(db):
