@@ -24,7 +24,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -921,10 +921,13 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set) -> No
         )
     new = list(run.new_orders.values())
     plans = {p.order.order_id: p for p in run.hold_plans}
+    fetch: set[int] = set()  # indexes of the statements whose rows are read
     if new:
         accounts = [_hold_account(o, run.market, run.mode).pk for o in new]
         refs = [plans[o.order_id].reference for o in new]
         amounts = [plans[o.order_id].amount for o in new]
+        holds_at = len(statements)
+        fetch |= {holds_at, holds_at + 1}
         statements.append((*ledger.holds_place_new_sql(list(zip(accounts, amounts, refs, strict=True)), now), len(new)))
         statements.append(_insert_orders_sql(new, accounts, refs))
     existing = [o for oid, o in touched.items() if oid not in run.new_orders]
@@ -934,21 +937,19 @@ def _write_plain(run: Run, touched: dict, to_release: list, acct_ids: set) -> No
         statements.append((*_orders_update_sql(existing), len(existing)))
     releasing = sorted({o.hold_id for o in to_release if o.hold_id})
     if releasing:
+        released_at = len(statements)  # the accounts' update (RETURNING id, held); the holds' rows are not read
+        fetch.add(released_at)
         statements += [(sql, params, None) for sql, params in ledger.holds_release_rest_sql(releasing, now)]
     statements.append(_state_update_sql(run.state))
-    results = _write_batch(statements)
-    i = 1 if len(acct_ids) > 1 else 0
+    results = _write_batch(statements, fetch)
     if new:
-        hold_ids = {ref: pk for pk, ref in results[i]}
-        order_ids = dict((oid, pk) for pk, oid in results[i + 1])
+        hold_ids = {ref: pk for pk, ref in results[holds_at]}
+        order_ids = dict((oid, pk) for pk, oid in results[holds_at + 1])
         for o in new:
             o.pk = order_ids[o.order_id]
             o._state.adding, o._state.db = False, "default"
             o.hold_id = hold_ids[plans[o.order_id].reference]
-        i += 2
-    if existing:
-        i += 1
-    if releasing and any(held < 0 for _, held in results[i]):
+    if releasing and any(held < 0 for _, held in results[released_at]):
         raise DatabaseError("releasing holds: an account's held would go negative")
 
 
@@ -1086,19 +1087,28 @@ def _update_sql(obj: Any, names: list[str]) -> tuple[str, list, int | None]:
     return sql, list(params), 1
 
 
-def _write_batch(statements: list[tuple[str, list, int | None]]) -> list[list[tuple]]:
+def _write_batch(
+    statements: list[tuple[str, list, int | None]], fetch: Container[int] | None = None
+) -> list[list[tuple]]:
     """Run ``(sql, params, expected row count)`` statements in order in one round trip (PostgreSQL: one
-    simple-query message; they run inside the caller's transaction). Returns each one's rows; a statement
-    that does not touch its expected number of rows raises (the caller's transaction rolls back)."""
+    simple-query message; they run inside the caller's transaction). Returns each one's rows (only those
+    of the statements whose index is in ``fetch``, when given; ``[]`` for the others); a statement that
+    does not touch its expected number of rows raises (the caller's transaction rolls back)."""
     out: list[list[tuple]] = []
     with connection.cursor() as cur:
         cur.execute("; ".join(sql for sql, _, _ in statements), [p for _, params, _ in statements for p in params])
+        # The driver's cursor for the results: psycopg has them all once ``execute`` returns (an error is
+        # raised there, through Django's wrapper); Django's per-call wrapping of ``nextset``/``fetchall``
+        # costs more than reading them.
+        raw = cur.cursor
         for i, (sql, _, expected) in enumerate(statements):
             if i:
-                cur.nextset()
-            if expected is not None and cur.rowcount != expected:
-                raise DatabaseError(f"{sql[:60]}…: {cur.rowcount} rows, expected {expected}")
-            out.append(cur.fetchall() if cur.description else [])
+                raw.nextset()
+            if expected is not None and raw.rowcount != expected:
+                raise DatabaseError(f"{sql[:60]}…: {raw.rowcount} rows, expected {expected}")
+            wanted = fetch is None or i in fetch
+            result = raw.pgresult
+            out.append(raw.fetchall() if wanted and result is not None and result.nfields else [])
     return out
 
 
