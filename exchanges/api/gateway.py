@@ -307,6 +307,7 @@ class Gateway:
             ),
         ]
         self.publisher = threading.Thread(target=self._after_commit_run, name="order-gateway-publish", daemon=True)
+        reserve_pool_connections(connections["default"].pool, len(self.stages) + 1)
         #: requests the gateway answered, book batches and the requests in them (bench and tests read these)
         self.requests = 0
         self.batches = 0
@@ -413,6 +414,17 @@ class Gateway:
                 except Exception:  # noqa: BLE001 - a stream failure never undoes a committed order
                     log.exception("order gateway: publishing after commit failed")
             _tidy_connection()
+
+
+def reserve_pool_connections(pool, held: int) -> None:
+    """Grow the process's connection pool (``DB_POOL``, ``OPTIONS["pool"]``) by the ``held`` connections
+    the gateway's threads keep for good, so that what was configured stays for the request threads. Without
+    it a pool of 4 with two book threads left the views none: they waited the pool's timeout and failed.
+    No pool (``CONN_MAX_AGE`` connections per thread): nothing to do."""
+    if pool is None or held <= 0:
+        return
+    pool.resize(pool.min_size, pool.max_size + held)
+    log.info("order gateway: connection pool grown to %d (%d held by its threads)", pool.max_size, held)
 
 
 def _busy(items: list[Item]) -> None:

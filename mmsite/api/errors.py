@@ -11,10 +11,12 @@ Every 4xx raised inside DRF goes through here, so no family leaks DRF's default 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -31,6 +33,20 @@ class APIError(exceptions.APIException):
         self.parameter = parameter
 
 
+log = logging.getLogger(__name__)
+
+
+class Unavailable(exceptions.APIException):
+    """503: the database could not serve the request now (no pooled connection free in time, the server
+    unreachable, a lock or statement timeout, a deadlock victim). The failed statement's transaction is
+    rolled back; the client may try again after ``Retry-After``."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The service is busy, try again shortly"
+    default_code = "service_unavailable"
+    wait = 1
+
+
 def invalid_parameter(parameter: str, message: str) -> APIError:
     return APIError("invalid_parameter", f"{parameter}: {message}", parameter=parameter)
 
@@ -45,6 +61,7 @@ _DEFAULT_CODES = {
     409: "conflict",
     415: "unsupported_media_type",
     429: "rate_limited",
+    503: "service_unavailable",
 }
 
 
@@ -98,6 +115,8 @@ def render_exchange(exc: exceptions.APIException) -> dict[str, Any]:
     code, message, parameter = describe(exc)
     if isinstance(exc, exceptions.ParseError):
         code = "malformed_json"
+    elif isinstance(exc, Unavailable):
+        code = "busy"  # the exchange's 503 code (the order gateway answers a busy book with it too)
     body: dict[str, Any] = {"code": code, "message": message}
     if parameter:
         body["parameter"] = parameter
@@ -118,6 +137,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, OperationalError):
+        # A transient database failure is the server's, not the caller's and not a bug: 503 + Retry-After
+        # in the family's error shape (logged, since someone should look at the database or the pool size).
+        log.warning("database unavailable in %s: %s", context.get("view").__class__.__name__, exc, exc_info=exc)
+        exc = Unavailable()
     if not isinstance(exc, exceptions.APIException):
         return None  # a real bug: let Django's 500 handling log it loudly
 
