@@ -133,11 +133,10 @@ else:
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis's layer with a 2 s blocking pop, below redis-py 8's 5 s default read timeout
+            # (the two 5 s timers raced, redis/redis-py#4091): mmsite/channel_layer.py.
+            "BACKEND": "mmsite.channel_layer.RedisChannelLayer",
             "CONFIG": {
-                # Not set: socket_timeout (redis-py 8's default read timeout is 5 s, racing channels_redis's 5 s
-                # blocking pop, redis/redis-py#4091). Raising it made a cancelled receive hang the consumer
-                # tests' event-loop teardown in the full suite; until that is understood it stays the default.
                 "hosts": [_redis_db(REDIS_URL, env.int("REDIS_CHANNELS_DB", default=2))],
                 "prefix": env.str("CHANNELS_PREFIX", default="asgi"),
             },
@@ -367,6 +366,9 @@ EXCHANGE_GATEWAY_SWITCH_INTERVAL = env.float("EXCHANGE_GATEWAY_SWITCH_INTERVAL",
 EXCHANGE_MATCHER_SOCKET = env.str("EXCHANGE_MATCHER_SOCKET", default="")
 EXCHANGE_WS_MAX_CONNECTIONS_PER_IP = env.int("EXCHANGE_WS_MAX_CONNECTIONS_PER_IP", default=5)
 EXCHANGE_BBO_INTERVAL_MS = env.int("EXCHANGE_BBO_INTERVAL_MS", default=50)
+# Unsent bytes a stream connection may have queued in daphne before it is closed 4008 "slow_consumer"
+# (docs/exchange-streams.md); 0: no bound.
+EXCHANGE_WS_MAX_BUFFER_BYTES = env.int("EXCHANGE_WS_MAX_BUFFER_BYTES", default=1 << 20)
 
 LOGGING = {
     "version": 1,

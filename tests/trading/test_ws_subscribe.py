@@ -422,6 +422,7 @@ async def test_foreign_origin_is_refused_by_the_asgi_app(mm_client):
     )
     connected, _ = await comm.connect()
     assert not connected
+    await comm.disconnect()  # the refusing consumer listens on the channel layer until told the socket is gone
 
 
 async def test_api_key_client_without_origin_connects_through_the_asgi_app(mm_client):
