@@ -45,7 +45,6 @@ from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
 from exchanges.errors import Codes, ExchangeError
-from exchanges.models import LIVE_STATUSES
 from exchanges.services import matching
 from exchanges.services import orders as svc
 from mmsite.api.errors import render_exchange
@@ -621,15 +620,13 @@ def _cancel_command(it: Item):
     first_round = it.mode is None and it.book_mode == "live"
 
     def command(run):
-        row = run.loaded.get(it.order_id)
-        if row is None or row.trader_id != it.trader.pk or row.market_id != run.market.pk:
-            raise svc.unknown_order(it.order_id)
-        if row.mode != run.mode:
-            if first_round:
-                raise OtherBook(row.mode)
-            raise svc.unknown_order(it.order_id)
-        if row.status not in LIVE_STATUSES:
-            raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {it.order_id} is {row.status}", status=409)
+        order = run.loaded.get(it.order_id)
+        row = None if order is None or order.trader_id != it.trader.pk else (order.market_id, order.mode, order.status)
+        if first_round and row is not None and row[0] == run.market.pk and row[1] != run.mode:
+            raise OtherBook(row[1])
+        refusal = svc.cancel_refusal(it.order_id, row, market_id=run.market.pk, mode=run.mode)
+        if refusal is not None:
+            raise refusal
         return cancel(run)
 
     return command

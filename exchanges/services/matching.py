@@ -998,38 +998,26 @@ def _insert_orders_sql(orders: list[ExchangeOrder], accounts: list[int], refs: l
     return sql, [*params, accounts, refs], len(orders)
 
 
-#: ``ORDER_UPDATE_FIELDS`` as columns with their PostgreSQL array types (``_orders_update``).
-_ORDER_UPDATE_COLUMNS = [
-    ("price", "numeric"),
-    ("quantity", "numeric"),
-    ("filled_quantity", "numeric"),
-    ("filled_notional", "numeric"),
-    ("open_quantity", "numeric"),
-    ("visible_quantity", "numeric"),
-    ("fees_paid", "numeric"),
-    ("fee_asset", "varchar"),
-    ("status", "varchar"),
-    ("cancel_reason", "varchar"),
-    ("hold_id", "bigint"),
-    ("amend_count", "integer"),
-    ("book_type", "varchar"),
-    ("book_sub_no", "bigint"),
-    ("book_arrival", "bigint"),
-    ("updated_at", "timestamptz"),
-]
+_ORDER_UPDATE: tuple[str, list[str]] | None = None
 
 
 def _orders_update_sql(orders: list[ExchangeOrder]) -> tuple[str, list]:
-    """The ``UPDATE … FROM unnest(…)`` of ``orders``' ``ORDER_UPDATE_FIELDS``."""
-    table = ExchangeOrder._meta.db_table
-    cols = ", ".join(c for c, _ in _ORDER_UPDATE_COLUMNS)
-    arrays = ", ".join(f"%s::{t}[]" for _, t in _ORDER_UPDATE_COLUMNS)
-    sets = ", ".join(f"{c} = v.{c}" for c, _ in _ORDER_UPDATE_COLUMNS)
-    params: list[Any] = [[o.pk for o in orders]]
-    for column, _ in _ORDER_UPDATE_COLUMNS:
-        params.append([getattr(o, column) for o in orders])
-    sql = f"UPDATE {table} AS o SET {sets} FROM unnest(%s::bigint[], {arrays}) AS v(id, {cols}) WHERE o.id = v.id"
-    return sql, params
+    """The ``UPDATE … FROM unnest(…)`` of ``orders``' ``ORDER_UPDATE_FIELDS`` (columns and array types from
+    the model's fields, built once)."""
+    global _ORDER_UPDATE
+    if _ORDER_UPDATE is None:
+        meta = ExchangeOrder._meta
+        fields = [meta.get_field(name) for name in ORDER_UPDATE_FIELDS]
+        cols = [connection.ops.quote_name(f.column) for f in fields]
+        arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+        sets = ", ".join(f"{c} = v.{c}" for c in cols)
+        sql = (
+            f"UPDATE {meta.db_table} AS o SET {sets} FROM unnest(%s::bigint[], {arrays}) "
+            f"AS v(id, {', '.join(cols)}) WHERE o.id = v.id"
+        )
+        _ORDER_UPDATE = (sql, [f.attname for f in fields])
+    sql, attnames = _ORDER_UPDATE
+    return sql, [[o.pk for o in orders], *([getattr(o, a) for o in orders] for a in attnames)]
 
 
 def _orders_update(orders: list[ExchangeOrder]) -> None:

@@ -523,11 +523,8 @@ def orders_cancel_batch(
     books: dict[str, list[int]] = {}
     for i, oid in enumerate(order_ids):
         row = rows.get(oid)
-        if row is None or row[0] != market.pk or (mode is not None and row[1] != mode):
-            out[i] = unknown_order(oid)
-        elif row[2] not in LIVE_STATUSES:
-            out[i] = ExchangeError(Codes.ORDER_NOT_OPEN, f"order {oid} is {row[2]}", status=409)
-        else:
+        out[i] = cancel_refusal(oid, row, market_id=market.pk, mode=mode)
+        if out[i] is None:
             books.setdefault(row[1], []).append(i)
     for book_mode, indexes in books.items():
         ids = [order_ids[i] for i in indexes]
@@ -545,6 +542,20 @@ def orders_cancel_batch(
 
 
 # --- cancel, cancel all, kill switch ---------------------------------------------------------------------
+
+
+def cancel_refusal(
+    order_id: Any, row: tuple[int, str, str] | None, *, market_id: int | None = None, mode: str | None = None
+) -> ExchangeError | None:
+    """Why ``order_id`` cannot be cancelled, from its row ``(market_id, mode, status)`` (``None``: no order
+    of the caller's), or ``None`` when it can: 404 ``unknown_order`` for none, another pair (``market_id``)
+    or another mode (``mode``; ``None``: either), 409 ``order_not_open`` for one already done. The one rule
+    of ``order_cancel``, batch cancel and the order gateway."""
+    if row is None or (market_id is not None and row[0] != market_id) or (mode is not None and row[1] != mode):
+        return unknown_order(order_id)
+    if row[2] not in LIVE_STATUSES:
+        return ExchangeError(Codes.ORDER_NOT_OPEN, f"order {order_id} is {row[2]}", status=409)
+    return None
 
 
 def _order_for(trader: Trader, order_id: Any, mode: str | None) -> ExchangeOrder:
@@ -577,12 +588,13 @@ def order_cancel(
     row = qs.values_list("market_id", "mode", "status").first()
     if row is None:
         raise unknown_order(order_id)
-    market_id, mode, status = row
-    market = _market_by_id(market_id, symbol)
+    market = _market_by_id(row[0], symbol)
     if symbol is not None and market.symbol != symbol.lower():
         raise unknown_order(order_id)
-    if status not in LIVE_STATUSES:
-        raise ExchangeError(Codes.ORDER_NOT_OPEN, f"order {order_id} is {status}", status=409)
+    refusal = cancel_refusal(order_id, row)
+    if refusal is not None:
+        raise refusal
+    mode = row[1]
 
     return run_on_book(market=market, mode=mode, command=cancel_command(order_id), preload_orders=[order_id])
 

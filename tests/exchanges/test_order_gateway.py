@@ -343,9 +343,9 @@ def test_the_raw_order_statements_know_every_order_column():
     """The batch writes name the order columns themselves: they must be the ORM's (a new field on the
     model fails here rather than being silently left out of an update)."""
     meta = ExchangeOrder._meta
-    assert [c for c, _ in matching._ORDER_UPDATE_COLUMNS] == [
-        meta.get_field(f).attname for f in matching.ORDER_UPDATE_FIELDS
-    ]
+    sql, params = matching._orders_update_sql([ExchangeOrder(pk=1, order_id="ord_x", quantity=1)])
+    assert all(f'"{meta.get_field(f).column}" = v.' in sql for f in matching.ORDER_UPDATE_FIELDS)
+    assert len(params) == 1 + len(matching.ORDER_UPDATE_FIELDS)  # the ids, then one array per field
     sql, params, n = matching._insert_orders_sql([ExchangeOrder(order_id="ord_x", quantity=1)], [1], ["order:x"])
     columns = {f.column for f in meta.local_concrete_fields if f is not meta.auto_field}
     assert all(c in sql for c in columns)
