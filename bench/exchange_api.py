@@ -22,6 +22,7 @@ what the two cores can carry at most), then runs ``ledger_check`` on the databas
     .venv/bin/python bench/exchange_api.py                       # 1 server, 8 clients, 20 s
     .venv/bin/python bench/exchange_api.py --servers 2 --matcher 1 --cross 0.2
     .venv/bin/python bench/exchange_api.py --gateway 0 --servers 3 --client httpx   # as before the gateway
+    .venv/bin/python bench/exchange_api.py --bare        # daphne serving canned answers: its ceiling here
 
 The clients are lean (``RawHTTP``: one keep-alive connection each, no HTTP library): a general client
 library costs more CPU per request than the server's order path on two cores. The rate limits are lifted
@@ -170,14 +171,16 @@ def start_matcher(env: dict[str, str]) -> subprocess.Popen:
     return proc
 
 
-def start_servers(env: dict[str, str], n: int) -> list[tuple[subprocess.Popen, int, Path]]:
+def start_servers(env: dict[str, str], n: int, bare: bool = False) -> list[tuple[subprocess.Popen, int, Path]]:
+    """``n`` daphne processes serving the project (or, ``bare``, the canned app of ``bench/bare_asgi.py``)."""
     daphne = Path(sys.executable).parent / "daphne"
+    app, cwd = ("bare_asgi:app", ROOT / "bench") if bare else ("mmsite.asgi:application", ROOT)
     out = []
     for _ in range(n):
         port = free_port()
         log = Path("/tmp") / f"bench_exchange_api_daphne_{port}.log"
-        cmd = [str(daphne), "-b", "127.0.0.1", "-p", str(port), "mmsite.asgi:application"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        cmd = [str(daphne), "-b", "127.0.0.1", "-p", str(port), app]
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
         out.append((proc, port, log))
     return out
 
@@ -352,7 +355,7 @@ async def run(args, keys: list[str], servers) -> dict:
         if port:
             await wait_ready(port, proc)
     syms = symbols(args.symbols)
-    for sym in syms:
+    for sym in syms if not args.bare else ():
         await seed_ladder(ports[0], keys[-1], sym)
     # warm-up: every server builds its book and opens its connections
     warm = {"place": [], "cancel": [], "trades": []}
@@ -439,9 +442,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="N > 1: N orders per batch place and batch cancel request")
     ap.add_argument("--matcher", type=int, default=0, help="1: a matcher process runs the batches (run_order_matcher)")
     ap.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
+    ap.add_argument(
+        "--bare",
+        action="store_true",
+        help="serve canned answers from a bare ASGI app (bench/bare_asgi.py): the ceiling of daphne alone",
+    )
     ap.add_argument("--pool", type=int, default=4, help="DB_POOL per server process (0: CONN_MAX_AGE as in base)")
     args = ap.parse_args()
 
+    if args.bare:
+        return bare(args)
     ensure_database(args.pg, DB_NAME, args.fresh)
     db_url = f"{args.pg}/{DB_NAME}"
     redis_url = f"{args.redis}/{args.redis_db}"
@@ -471,17 +481,44 @@ def main() -> None:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    report(args, result)
+    check = subprocess.run(
+        [sys.executable, "manage.py", "ledger_check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    print(check.stdout.strip().splitlines()[-1] if check.stdout.strip() else check.stderr.strip())
+
+
+def bare(args) -> None:
+    """``--bare``: the same clients and requests against daphne serving canned answers (no database, no
+    Redis, no Django): what the HTTP server and the client alone cost per operation here."""
+    servers = start_servers(dict(os.environ), args.servers, bare=True)
+    try:
+        result = asyncio.run(run(args, ["bare"] * (args.clients + 1), servers))
+    finally:
+        for proc, _, _ in servers:
+            proc.terminate()
+            proc.wait(timeout=10)
+    report(args, result)
+
+
+def report(args, result: dict) -> None:
     lat, elapsed = result["lat"], result["elapsed"]
     placed, cancelled, trades = len(lat["place"]), len(lat["cancel"]), len(lat["trades"])
     if args.batch > 1:  # count orders, not requests
         placed, cancelled = sum(lat["orders"]), sum(lat["cancelled"])
     all_ops = lat["place"] + lat["cancel"]
-    print(
-        f"\nexchange API: {args.servers} daphne process(es), {args.clients} clients, {elapsed:.1f} s, "
-        f"{args.symbols} pair(s), cross {args.cross:.0%}, DB_POOL {args.pool}, gateway {args.gateway} "
-        f"({args.threads} threads), matcher {args.matcher}, client {args.client}, batch {args.batch}; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-    )
+    if args.bare:
+        print(
+            f"\nbare daphne ({args.servers} process(es), canned answers, no application), {args.clients} clients, "
+            f"{elapsed:.1f} s, client {args.client}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+    else:
+        print(
+            f"\nexchange API: {args.servers} daphne process(es), {args.clients} clients, {elapsed:.1f} s, "
+            f"{args.symbols} pair(s), cross {args.cross:.0%}, DB_POOL {args.pool}, gateway {args.gateway} "
+            f"({args.threads} threads), matcher {args.matcher}, client {args.client}, batch {args.batch}; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
     print(f"{'figure':44} {'measured':>12} {'target':>12}")
     print(f"{'orders placed per second':44} {placed / elapsed:12.0f} {TARGET_ORDERS_PER_S:12.0f}")
     print(f"{'order operations per second (place+cancel)':44} {(placed + cancelled) / elapsed:12.0f} {'':>12}")
@@ -500,10 +537,6 @@ def main() -> None:
     print(f"{'errors':44} {len(result['errors']):12d}")
     for e in result["errors"][:5]:
         print("  ", e)
-    check = subprocess.run(
-        [sys.executable, "manage.py", "ledger_check"], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    print(check.stdout.strip().splitlines()[-1] if check.stdout.strip() else check.stderr.strip())
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1/exchange/"
 PLACE_PATH = re.compile(r"^/api/v1/exchange/([A-Za-z0-9_.-]{1,32})/orders/?$")
 CANCEL_PATH = re.compile(r"^/api/v1/exchange/([A-Za-z0-9_.-]{1,32})/orders/(ord_[0-9a-f]{1,32})/?$")
+BATCH_PATH = re.compile(r"^/api/v1/exchange/([A-Za-z0-9_.-]{1,32})/orders/batch/?$")
 #: Fixed paths under ``{symbol}/orders/`` that are views of their own (never an order id).
 MAX_BODY = 64 * 1024
 MAX_BATCH = 256
@@ -103,6 +104,13 @@ class Item:
     spec: Any = None
     market: Any = None
     book_mode: str = ""
+    #: a batch request ("batch_place" / "batch_cancel"): its orders, each an Item of its own ("place" /
+    #: "cancel") with ``parent`` and ``index`` set, run in the books' transactions with the others
+    subs: list[Item] | None = None
+    parent: Item | None = None
+    index: int = 0
+    #: a batch's order: what it came to (the order row, or the ExchangeError refusing it)
+    result: Any = None
 
 
 class OrderGatewayApp:
@@ -120,10 +128,16 @@ class OrderGatewayApp:
             m = PLACE_PATH.match(path)
             if m is not None:
                 return await self._place(scope, receive, send, m.group(1))
+            m = BATCH_PATH.match(path)
+            if m is not None:
+                return await self._batch(scope, receive, send, m.group(1), "batch_place")
         elif method == "DELETE":
             m = CANCEL_PATH.match(path)
             if m is not None and m.group(2) not in ("batch", "open", "history"):
                 return await self._cancel(scope, receive, send, m.group(1), m.group(2))
+            m = BATCH_PATH.match(path)
+            if m is not None:
+                return await self._batch(scope, receive, send, m.group(1), "batch_cancel")
         return await self.app(scope, receive, send)
 
     # Each handler either answers, or hands the request to Django (with the body it already read).
@@ -175,6 +189,69 @@ class OrderGatewayApp:
                 return
         item = Item(kind="cancel", trader=trader, symbol=symbol, order_id=order_id, mode=mode, **_future())
         await _answer(send, await gateway().submit(item))
+
+    async def _batch(self, scope, receive, send, symbol: str, kind: str):
+        """``POST …/orders/batch`` (up to 10 orders) and ``DELETE …/orders/batch`` (up to 10 ids): each
+        order becomes a command of its book's transaction beside the other requests' (a batch of 10 is
+        one lock, one write and one commit with them), answered in ``BatchOrdersView``'s shape. Only a
+        well-formed batch is taken here (Django answers every malformed one, with its own refusal); with
+        a matcher process (``EXCHANGE_MATCHER_SOCKET``) batches go to Django, one transaction each."""
+        headers = _headers(scope)
+        trader = _trader(headers, scope)
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        body, messages = await _read_body(receive)
+        if (
+            trader is None
+            or ctype != b"application/json"
+            or body is None
+            or scope.get("query_string")
+            or settings.EXCHANGE_MATCHER_SOCKET
+        ):
+            return await self.app(scope, _replay(messages, receive), send)
+        try:
+            data = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            data = None
+        item = _batch_item(kind, trader, symbol, data)
+        if item is None:
+            return await self.app(scope, _replay(messages, receive), send)
+        await _answer(send, await gateway().submit(item))
+
+
+def _batch_item(kind: str, trader, symbol: str, data: Any) -> Item | None:
+    """The batch request as an Item with one sub-Item per order, or None if the view would refuse the
+    request as a whole (not a JSON object or array, no orders or ids, too many, a bad mode)."""
+    from .views_trading import BATCH_MAX
+
+    if kind == "batch_place":
+        orders = data if isinstance(data, list) else (data.get("orders") if isinstance(data, dict) else None)
+        mode = data.get("mode") if isinstance(data, dict) else None
+        if not isinstance(orders, list) or not 0 < len(orders) <= BATCH_MAX or mode not in (None, "live", "paper"):
+            return None
+        item = Item(kind=kind, trader=trader, symbol=symbol, mode=mode, **_future())
+        item.subs = [
+            Item(kind="place", trader=trader, symbol=symbol, body=o, loop=item.loop, future=item.future) for o in orders
+        ]
+    else:
+        ids = data.get("order_ids") if isinstance(data, dict) else None
+        mode = data.get("mode") if isinstance(data, dict) else None
+        if (
+            not isinstance(ids, list)
+            or not 0 < len(ids) <= BATCH_MAX
+            or not all(isinstance(i, str) for i in ids)
+            or mode not in (None, "live", "paper")
+        ):
+            return None
+        item = Item(kind=kind, trader=trader, symbol=symbol, mode=mode, **_future())
+        item.subs = [
+            Item(
+                kind="cancel", trader=trader, symbol=symbol, order_id=oid, mode=mode, loop=item.loop, future=item.future
+            )
+            for oid in ids
+        ]
+    for i, sub in enumerate(item.subs):
+        sub.parent, sub.index = item, i
+    return item
 
 
 async def _via_matcher(path, message, scope, send, messages, receive, app) -> bool:
@@ -522,20 +599,30 @@ def process(items: list[Item], deferred: list) -> None:
 def prepare(items: list[Item]) -> None:
     """Rate limits and validation: refused items get their answer, the others their book."""
     t0 = time.perf_counter()
-    # 1. Rate limits, counted as the views count them, in one round trip.
-    for it, refused in zip(
-        items,
-        throttle_many([(it.trader, it.symbol.lower() if it.kind == "place" else None) for it in items]),
-        strict=True,
-    ):
+    # 1. Rate limits, counted as the views count them, in one round trip (a batch place counts its orders
+    #    only when its pair exists, as the view looks the pair up first).
+    from .views_trading import place_args
+
+    requests, counts, unknown = [], [], {}
+    for it in items:
+        symbol = None
+        if it.kind == "place":
+            symbol = it.symbol.lower()
+        elif it.kind == "batch_place":
+            try:
+                it.market = svc.market_get(symbol=it.symbol)
+                symbol = it.symbol.lower()
+            except ExchangeError as exc:
+                unknown[id(it)] = exc
+        requests.append((it.trader, symbol))
+        counts.append(len(it.subs) if it.kind == "batch_place" else 1)
+    for it, refused in zip(items, throttle_many(requests, counts), strict=True):
         if refused is not None:
             it.answer = _error_answer(refused)
 
     # 2. Validation (the view's own code; no database but the cached markets and accounts). A cancel goes to
     #    the book of the path's pair in the asked mode (live if none asked; an order found in the other mode
     #    is sent there in a second round).
-    from .views_trading import place_args
-
     places = []
     for it in items:
         if it.answer is not None:
@@ -545,32 +632,91 @@ def prepare(items: list[Item]) -> None:
                 it.spec = svc.place_prepare(**place_args(it.trader, it.symbol, it.body))
                 it.market, it.book_mode = it.spec.market, it.spec.mode
                 places.append(it)
-            else:
+            elif it.kind == "cancel":
                 try:
                     it.market = svc.market_get(symbol=it.symbol)
                 except ExchangeError:
                     raise svc.unknown_order(it.order_id) from None
                 it.book_mode = it.mode or "live"
+            elif it.kind == "batch_place":
+                if id(it) in unknown:
+                    raise unknown[id(it)]
+                for sub in it.subs:
+                    try:
+                        sub.spec = svc.place_prepare(**place_args(it.trader, it.symbol, sub.body, it.mode))
+                    except ExchangeError as exc:
+                        _refuse(sub, exc)
+                        continue
+                    sub.market, sub.book_mode = sub.spec.market, sub.spec.mode
+                    places.append(sub)
+            else:  # batch_cancel
+                market = svc.market_get(symbol=it.symbol)
+                for sub in it.subs:
+                    sub.market, sub.book_mode = market, sub.mode or "live"
         except ExchangeError as exc:
             it.answer = _error_answer(exc)
     _check_client_order_ids(places)
     PHASES["before"] += time.perf_counter() - t0
 
 
+#: the ``answer`` of a batch's order once it has its ``result`` (the batch is answered as a whole)
+_SUB_DONE: tuple[int, bytes, list] = (0, b"", [])
+
+
+def _refuse(it: Item, exc: Exception) -> None:
+    """Answer ``it`` with the refusal ``exc`` (a batch's order: its result; anything but an ExchangeError
+    fails the whole batch request, as it fails the view)."""
+    if it.parent is None:
+        it.answer = _error_answer(exc)
+    elif isinstance(exc, ExchangeError):
+        it.result, it.answer = exc, _SUB_DONE
+    else:
+        it.answer = _SUB_DONE
+        it.parent.answer = _error_answer(exc)
+
+
 def execute(items: list[Item], deferred: list) -> None:
-    """Each book's prepared items in one transaction (``item.answer``); publishing goes to ``deferred``."""
+    """Each book's prepared items (a batch request's orders among them) in one transaction
+    (``item.answer``); publishing goes to ``deferred``."""
     t1 = time.perf_counter()
+    flat: list[Item] = []
+    for it in items:
+        if it.subs is None:
+            flat.append(it)
+        elif it.answer is None:
+            flat += it.subs
     # 3. Each book's commands in one transaction, in arrival order.
     for _round in range(2):
         books: dict[tuple[int, str], list[Item]] = {}
-        for it in items:
+        for it in flat:
             if it.answer is None and it.market is not None:
                 books.setdefault((it.market.pk, it.book_mode), []).append(it)
         if not books:
             break
         for group in books.values():
             _run_book(group, deferred)
+    for it in items:
+        if it.subs is not None and it.answer is None:
+            it.answer = _batch_answer(it)
     PHASES["books"] += time.perf_counter() - t1
+
+
+def _batch_answer(it: Item) -> tuple[int, bytes, list]:
+    """``BatchOrdersView``'s answer: each order's outcome in order, and the counts."""
+    if any(sub.answer is None for sub in it.subs):  # never expected: as a lone request left unanswered
+        return _error_answer(ExchangeError(Codes.BUSY, "the order could not be processed, try again", status=503))
+    results = []
+    for sub in it.subs:
+        entry: dict[str, Any] = {"index": sub.index, "success": not isinstance(sub.result, ExchangeError)}
+        if it.kind == "batch_cancel":
+            entry["order_id"] = sub.order_id
+        if isinstance(sub.result, ExchangeError):
+            entry["error"] = {"code": sub.result.code, "message": sub.result.message}
+        else:
+            entry["order"] = order_json(sub.result)
+        results.append(entry)
+    ok = sum(1 for r in results if r["success"])
+    return 200, _json({"total": len(results), "successful": ok, "failed": len(results) - ok, "results": results}), []
 
 
 def _run_book(group: list[Item], deferred: list) -> None:
@@ -596,7 +742,9 @@ def _run_book(group: list[Item], deferred: list) -> None:
         if isinstance(result, OtherBook):
             it.book_mode = result.mode  # asked again in its own book's round
         elif isinstance(result, Exception):
-            it.answer = _error_answer(svc.place_error(it.spec, result) if it.kind == "place" else result)
+            _refuse(it, svc.place_error(it.spec, result) if it.kind == "place" else result)
+        elif it.parent is not None:
+            it.result, it.answer = result, _SUB_DONE
         elif it.kind == "place":
             from .views_trading import _placed_json
 
@@ -636,7 +784,7 @@ def _check_client_order_ids(places: list[Item]) -> None:
     """``client_order_id`` reuse across the batch's placements, in one query (``client_order_ids_used``)."""
     places = [it for it in places if it.answer is None]
     for i, refusal in svc.client_order_ids_used([it.spec for it in places]).items():
-        places[i].answer = _error_answer(refusal)
+        _refuse(places[i], refusal)
 
 
 if STATS:  # timing of the matching service's steps (benchmarks only)

@@ -230,20 +230,25 @@ def request_window(trader: Trader) -> RequestWindow:
     )
 
 
-def throttle_many(requests: list[tuple[Trader, str | None]]) -> list[exceptions.Throttled | None]:
+def throttle_many(
+    requests: list[tuple[Trader, str | None]], counts: list[int] | None = None
+) -> list[exceptions.Throttled | None]:
     """The order gateway's rate limits for a batch of requests, in one Redis round trip (a pipeline of the
     count script): each ``(trader, symbol)`` is counted exactly as the regular views count it, a
-    placement on ``symbol`` as ``OrdersView.post`` (its request window, then its orders) and
-    ``symbol=None`` as any other authenticated request (a cancel). Returns each one's refusal or None."""
+    placement of ``counts[i]`` orders (default 1) on ``symbol`` as ``OrdersView.post`` and
+    ``BatchOrdersView.post`` (its request window, then its orders; over the request limit, the orders are
+    not counted) and ``symbol=None`` as any other authenticated request (a cancel, a batch cancel).
+    Returns each one's refusal or None."""
+    counts = counts or [1] * len(requests)
     backend = caches["default"]
     if type(backend).__name__ != "RedisCache":
         out: list[exceptions.Throttled | None] = []
-        for trader, symbol in requests:
+        for (trader, symbol), count in zip(requests, counts, strict=True):
             try:
                 if symbol is None:
                     request_window_count(request_window(trader))
                 else:
-                    orders_throttle(trader=trader, symbol=symbol, count=1, request=request_window(trader))
+                    orders_throttle(trader=trader, symbol=symbol, count=count, request=request_window(trader))
                 out.append(None)
             except exceptions.Throttled as exc:
                 out.append(exc)
@@ -252,7 +257,7 @@ def throttle_many(requests: list[tuple[Trader, str | None]]) -> list[exceptions.
     pipe = script.registered_client.pipeline(transaction=False)
     now = time.time()
     plans = []
-    for trader, symbol in requests:
+    for (trader, symbol), count in zip(requests, counts, strict=True):
         pending = request_window(trader)
         key, n, window, request_start = pending.item(now)
         items = [(key, n, window)]
@@ -265,7 +270,7 @@ def throttle_many(requests: list[tuple[Trader, str | None]]) -> list[exceptions.
                 (60, limits["orders_per_minute"], f"xord:m:{trader.pk}"),
             )
             starts = [int(now // w) * w for w, _, _ in windows]
-            items += [(f"throttle:{k}:{start}", 1, w) for (w, _, k), start in zip(windows, starts, strict=True)]
+            items += [(f"throttle:{k}:{start}", count, w) for (w, _, k), start in zip(windows, starts, strict=True)]
         keys = [backend.make_and_validate_key(k) for k, _, _ in items]
         args: list[int] = []
         for i, (_, n_, window_) in enumerate(items):

@@ -156,6 +156,37 @@ async def scenario(c: Client, other: Client, symbol: str) -> list[tuple]:
         paper = (await place({"side": "buy", "quantity": "1", "price": "0.4000", "mode": "paper"})).json()
         await cancel(paper["order_id"])  # no mode asked: found in the paper book
         await cancel(mine)
+
+        async def batch(method, body, sym=symbol):
+            r = await http.request(method, f"{BASE}/{sym}/orders/batch", json=body)
+            out.append(norm(r))
+            return r.json()
+
+        placed = await batch(
+            "POST",
+            {
+                "orders": [
+                    {"side": "buy", "quantity": "5", "price": "0.3000"},
+                    {"side": "hold", "quantity": "1", "price": "0.3"},  # invalid_side
+                    {"side": "buy", "quantity": "1", "price": "0.3000", "client_order_id": "b-1"},
+                    {"side": "buy", "quantity": "1", "price": "0.3000", "client_order_id": "b-1"},  # reused: 409
+                    {"side": "buy", "quantity": "100000", "price": "0.9"},  # insufficient_balance
+                    {"side": "buy", "quantity": "2", "price": "0.7", "order_type": "ioc"},  # trades: fills
+                ]
+            },
+        )
+        in_paper = await batch("POST", {"mode": "paper", "orders": [{"side": "buy", "quantity": "1", "price": "0.2"}]})
+        await batch("POST", [{"side": "sell", "quantity": "1", "price": "0.9500"}])  # a bare array
+        ids = [r["order"]["order_id"] for r in placed["results"] if r["success"]]
+        await batch("DELETE", {"order_ids": [ids[0], ids[0], "ord_" + "e" * 16, "junk", theirs, ids[1]]})
+        await batch("DELETE", {"order_ids": [in_paper["results"][0]["order"]["order_id"]], "mode": "live"})  # 404
+        await batch("DELETE", {"order_ids": [in_paper["results"][0]["order"]["order_id"]]})  # found in paper
+        await batch("POST", {"orders": [{"side": "buy", "quantity": "1", "price": "0.5"}]}, sym="nosuch")
+        await batch("DELETE", {"order_ids": ["ord_" + "e" * 16]}, sym="nosuch")
+        await batch("POST", {"orders": {"side": "buy"}})  # not an array (Django answers)
+        await batch("POST", {"orders": [{"side": "buy", "quantity": "1", "price": "0.3"}] * 11})  # too many
+        await batch("DELETE", {"order_ids": []})  # empty
+        await batch("POST", {"mode": "demo", "orders": [{"side": "buy", "quantity": "1", "price": "0.3"}]})
     return out
 
 
@@ -176,16 +207,25 @@ def test_the_gateway_answers_exactly_as_the_regular_views(settings):
         before = handled()
         results[name] = asyncio.run(scenario(c, other, "vaix"))
         if on:
-            assert handled() - before >= 20  # the gateway answered (nearly) all of them itself
+            assert handled() - before >= 28  # the gateway answered (nearly) all of them itself
         svc.orders_cancel_all(trader=maker)
     assert results["on"] == results["off"]
     statuses = [r[0] for r in results["on"]]
     # placed, placed, reused id, side, quantity, tick, symbol, funds, field, no price, post_only, ioc fill;
     # cancel, again, unknown, theirs (placed, 404), mine (placed, wrong mode), paper (placed, found), mine
     assert statuses[:12] == [201, 201, 409, 400, 400, 400, 404, 400, 400, 400, 400, 201]
-    assert statuses[12:] == [200, 409, 404, 201, 404, 201, 404, 201, 200, 200]
+    assert statuses[12:22] == [200, 409, 404, 201, 404, 201, 404, 201, 200, 200]
     ioc = results["on"][11][1]
     assert '"status":"filled"' in ioc and '"role":"taker"' in ioc
+    # batches: place (6 orders), paper, bare array, cancel (6 ids), paper id asked live, paper id, unknown pair
+    # (place, cancel), then refused as a whole: not an array, 11 orders, no ids, bad mode
+    assert statuses[22:] == [200, 200, 200, 200, 200, 200, 404, 404, 400, 400, 400, 400]
+    batch_place, _, _, batch_cancel, asked_live, in_paper = (r[1] for r in results["on"][22:28])
+    assert '"total":6,"successful":3,"failed":3' in batch_place and '"code":"duplicate_client_order_id"' in batch_place
+    assert '"code":"invalid_side"' in batch_place and '"code":"insufficient_balance"' in batch_place
+    assert '"filled_quantity":"1"' in batch_place  # the IOC took the rest of the maker's ask, the rest cancelled
+    assert '"total":6,"successful":2,"failed":4' in batch_cancel and '"code":"order_not_open"' in batch_cancel
+    assert '"successful":0' in asked_live and '"successful":1' in in_paper
     call_command("ledger_check")
 
 
@@ -211,6 +251,36 @@ def test_rate_limits_are_counted_and_refused_as_the_views_do(settings, frozen_cl
     assert answers[True] == answers[False]
     assert [a[0] for a in answers[True]] == [201] * 10 + [429]
     assert answers[True][-1][3] == "1" and "rate_limited" in answers[True][-1][1]
+
+
+def test_a_batch_counts_each_of_its_orders_against_the_rate_limits_as_the_view_does(settings, frozen_clock):
+    """10 orders per second per pair: a batch of 6, then a batch of 5 (11 in the second: 429, and none of
+    its orders placed), then a batch cancel (a request, not orders: 200), through the gateway as the view."""
+    settings.EXCHANGE_RATE_LIMITS = {}
+    make_market("vaix")
+    answers = {}
+    for on in (True, False):
+        settings.EXCHANGE_ORDER_GATEWAY = on
+        c = client_for(make_trader(f"rb-{on}", funds={"USDC": 1000}))
+        order = {"side": "buy", "quantity": "1", "price": "0.1"}
+
+        async def go(c=c, order=order):
+            await warm(c, "vaix")
+            async with c.http() as http:
+                first = await http.post(f"{BASE}/vaix/orders/batch", json={"orders": [order] * 6})
+                second = await http.post(f"{BASE}/vaix/orders/batch", json={"orders": [order] * 5})
+                ids = [x["order"]["order_id"] for x in first.json()["results"]]
+                third = await http.request("DELETE", f"{BASE}/vaix/orders/batch", json={"order_ids": ids})
+                return [norm(first), norm(second), norm(third)]
+
+        before = handled()
+        answers[on] = asyncio.run(go())
+        if on:
+            assert handled() - before == 3
+    assert answers[True] == answers[False]
+    assert [a[0] for a in answers[True]] == [200, 429, 200]
+    assert answers[True][1][3] == "1" and "rate_limited" in answers[True][1][1]
+    assert ExchangeOrder.objects.filter(status="open").count() == 0
 
 
 def test_requests_it_would_not_answer_exactly_go_to_django():
@@ -287,6 +357,49 @@ def test_concurrent_orders_are_batched_and_each_is_checked_against_what_the_earl
     assert not Hold.objects.filter(status__in=OPEN_HOLD_STATUSES).exists()
     assert LedgerAccount.objects.filter(owner_type="trader").aggregate(h=Sum("held"))["h"] == 0
     assert ExchangeOrder.objects.filter(status="cancelled").count() == 32
+    call_command("ledger_check")
+
+
+def test_concurrent_batch_requests_share_book_transactions_and_each_order_is_checked_in_turn():
+    """Six traders each send a batch of 5 orders (each can afford 4) and single orders at once: the gateway
+    runs them in fewer transactions than requests, every batch's 5th order is refused for funds on its own,
+    and a concurrent batch cancel of each trader's orders puts every account back."""
+    make_market("vaix")
+    traders = [client_for(make_trader(f"bt{i}", funds={"USDC": 20})) for i in range(6)]
+    order = {"side": "buy", "quantity": "10", "price": "0.5000"}
+
+    async def go():
+        for c in traders:
+            await warm(c, "vaix")
+        start = gw.gateway().batches
+        clients = [c.http() for c in traders]
+        try:
+            placed = await asyncio.gather(
+                *[h.post(f"{BASE}/vaix/orders/batch", json={"orders": [order] * 5}) for h in clients]
+            )
+            batches = gw.gateway().batches - start
+            ids = [[x["order"]["order_id"] for x in r.json()["results"] if x["success"]] for r in placed]
+            cancelled = await asyncio.gather(
+                *[
+                    h.request("DELETE", f"{BASE}/vaix/orders/batch", json={"order_ids": mine})
+                    for h, mine in zip(clients, ids, strict=True)
+                ]
+            )
+        finally:
+            for h in clients:
+                await h.aclose()
+        return placed, batches, ids, cancelled
+
+    placed, batches, ids, cancelled = asyncio.run(go())
+    assert all(r.status_code == 200 for r in placed + list(cancelled))
+    for r in placed:
+        body = r.json()
+        assert (body["successful"], body["failed"]) == (4, 1)
+        assert body["results"][4]["error"]["code"] == "insufficient_balance"
+    assert 0 < batches < len(traders)  # served by the gateway, several batch requests per book transaction
+    assert all(r.json()["successful"] == 4 for r in cancelled)
+    assert not Hold.objects.filter(status__in=OPEN_HOLD_STATUSES).exists()
+    assert LedgerAccount.objects.filter(owner_type="trader").aggregate(h=Sum("held"))["h"] == 0
     call_command("ledger_check")
 
 
