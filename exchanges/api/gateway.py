@@ -1,8 +1,9 @@
-"""The order gateway: the two hottest endpoints served beside Django's request cycle, batched per book.
+"""The order gateway: the hottest endpoints served beside Django's request cycle, batched per book.
 
-``POST /api/v1/exchange/{symbol}/orders`` (place) and ``DELETE /api/v1/exchange/{symbol}/orders/{order_id}``
-(cancel) are answered here, in the ASGI process, when the request is one this module can answer exactly
-as the regular view would (docs/exchange-matching.md, "The order gateway"):
+``POST /api/v1/exchange/{symbol}/orders`` (place), ``DELETE /api/v1/exchange/{symbol}/orders/{order_id}``
+(cancel) and ``POST|DELETE /api/v1/exchange/{symbol}/orders/batch`` (up to 10 of either, each order a
+command of its own) are answered here, in the ASGI process, when the request is one this module can
+answer exactly as the regular view would (docs/exchange-matching.md, "The order gateway"):
 
 1. **In the event loop** (no database, no thread): route, read the body, authenticate from the process's
    credential cache (:func:`~exchanges.api.authentication.cached_trader`), parse the JSON object. Anything
@@ -91,7 +92,7 @@ def enabled() -> bool:
 class Item:
     """One request waiting for a gateway thread."""
 
-    kind: str  # "place" | "cancel"
+    kind: str  # "place" | "cancel" | "batch_place" | "batch_cancel"
     trader: Any
     symbol: str
     loop: asyncio.AbstractEventLoop
