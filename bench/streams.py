@@ -495,9 +495,9 @@ def main() -> None:
         committed: list[float] = []
         real_publish = publish_module.publish
 
-        def timed_publish(events):
+        def timed_publish(events, audience=None):
             committed.append(time.time())
-            return real_publish(events)
+            return real_publish(events, audience)
 
         publish_module.publish = timed_publish
 
