@@ -7,6 +7,8 @@
 - ``EXCHANGE_BOOK_GAP_WAIT_MS`` (250): how long a book stream waits for a late delta before it
   sends a fresh snapshot instead
 - ``EXCHANGE_WS_AUTH_RECHECK_SECONDS`` (30): the private stream re-validates its JWT this often
+- ``EXCHANGE_WS_MAX_BUFFER_BYTES`` (1 MiB): bytes a connection may leave unsent in the server's
+  outgoing buffer before it is closed as a slow consumer (4008); 0 turns the bound off
 """
 
 from __future__ import annotations
@@ -36,3 +38,7 @@ def book_gap_wait() -> float:
 
 def auth_recheck_seconds() -> float:
     return float(getattr(settings, "EXCHANGE_WS_AUTH_RECHECK_SECONDS", 30))
+
+
+def max_buffer_bytes() -> int:
+    return max(0, int(getattr(settings, "EXCHANGE_WS_MAX_BUFFER_BYTES", 1 << 20)))

@@ -9,6 +9,10 @@ Every connection: validates the path and query (close 4400 / 4404), takes one of
 connection slots for this channel (close 4429), accepts, subscribes, sends its initial state, and
 refreshes its slot every third of the slot TTL. Refusals are accept-then-close with an ``error``
 frame first, because a browser sees neither the reason nor the code of a refused handshake.
+
+A connection that leaves more than ``EXCHANGE_WS_MAX_BUFFER_BYTES`` unsent in daphne's outgoing
+buffer (the client stopped reading) is closed 4008 ``slow_consumer`` before the next event would be
+queued for it (:meth:`ExchangeStreamConsumer.dispatch`); the hubs check their own writes.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 #: The client IP already holds the channel's connections (seed: 5 per IP per channel).
 CLOSE_TOO_MANY_CONNECTIONS = 4429
+#: The connection's unsent backlog passed ``EXCHANGE_WS_MAX_BUFFER_BYTES`` (reason ``slow_consumer``).
+CLOSE_SLOW_CONSUMER = hubs.CLOSE_SLOW_CONSUMER
 
 MODES = ("live", "paper")
 
@@ -62,8 +68,24 @@ class ExchangeStreamConsumer(AsyncWebsocketConsumer):
     closing = False
     symbol = ""
     mode = "live"
+    #: daphne's connection under this consumer, to measure its backlog; None elsewhere (no bound there).
+    direct_socket: hubs.DirectSocket | None = None
+    max_buffer_bytes = 0
 
     # -- connect / disconnect
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Before each event (a channel-layer message, a client frame) is handled, the bound on what
+        the connection has not sent: past it, the connection is closed 4008 and the event dropped.
+
+        Checked per event rather than per frame: an event's frames are written in one go before the
+        reactor gets to flush any (a large transaction's private events, a snapshot and its queued
+        deltas), so a per-frame check would close a client that reads well; the bound is exceeded by
+        at most one event's frames. A disconnect always goes through, so the slot is released."""
+        sock = self.direct_socket
+        if sock is not None and message["type"] != "websocket.disconnect" and sock.over_bound(self.max_buffer_bytes):
+            return
+        await super().dispatch(message)
 
     async def connect(self) -> None:
         try:
@@ -85,6 +107,10 @@ class ExchangeStreamConsumer(AsyncWebsocketConsumer):
         except StreamError as exc:
             await self.refuse(exc)
             return
+        self.direct_socket = hubs.DirectSocket.for_send(self.base_send)
+        if self.direct_socket is not None:
+            self.direct_socket.limit_kernel_queue()
+        self.max_buffer_bytes = conf.max_buffer_bytes()
         await self.accept()
         self.subscribed = True
         await self.subscribe()

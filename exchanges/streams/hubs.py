@@ -21,6 +21,14 @@ ASGI message, no per-connection coroutine, no autobahn framing, no reactor round
 Connections this cannot serve (TLS, another ASGI server, the test communicator) get the same text
 through their ASGI ``send``.
 
+**Slow readers.** A frame is written only to a connection that has nothing left unsent in Twisted's
+buffer; one that still has a backlog is skipped, and once it has drained (checked at every later
+flush and every interval meanwhile) it gets the latest frame of each key it missed (``bbo``: the
+top of book; ``markets``: each pair), not every frame in between: on a conflated stream the latest
+message supersedes the older ones, so queueing them would only grow the server's memory and the
+client's delay. A connection whose backlog still passes ``EXCHANGE_WS_MAX_BUFFER_BYTES`` (what
+daphne itself queued: first message, pongs) is closed 4008 ``slow_consumer``.
+
 Hubs start with their first subscriber and stop with their last. docs/exchange-streams.md.
 """
 
@@ -31,6 +39,7 @@ import contextlib
 import functools
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, Protocol
@@ -62,6 +71,18 @@ class Subscriber(Protocol):
 
 #: autobahn's ``WebSocketProtocol.STATE_OPEN``: the handshake is done and no close frame has gone either way.
 _WS_OPEN = 3
+#: Close code of a connection whose unsent backlog passed ``EXCHANGE_WS_MAX_BUFFER_BYTES``.
+CLOSE_SLOW_CONSUMER = 4008
+#: Seconds a connection closed as a slow consumer has to read its backlog and the close frame behind it
+#: before the TCP connection is aborted (autobahn's 1 s would abort nearly every such client before it
+#: could read why); its buffer no longer grows meanwhile.
+SLOW_CLOSE_TIMEOUT = 5.0
+#: Bytes the kernel may hold unsent for a stream connection (``TCP_NOTSENT_LOWAT``). Linux's default is
+#: whatever the send buffer autotunes to, up to 4 MB a socket: a client that stops reading would sit on
+#: megabytes of stale frames in the kernel before anything reached Twisted's buffer, where the hubs see
+#: a backlog and the bound applies. Bytes in flight are not counted (the peer's window bounds them),
+#: so a reader on a long fat link is not slowed.
+KERNEL_UNSENT_BYTES = 64 * 1024
 
 
 class DirectSocket:
@@ -75,19 +96,23 @@ class DirectSocket:
     - bytes stay in order with everything daphne and autobahn write themselves (the handshake, the
       first message, pings, close frames): the socket is written directly only when Twisted's
       outgoing buffer is empty, otherwise the frame joins that buffer through ``transport.write``,
-      and what a partial ``send`` leaves over goes there too (so a client that reads slowly is
-      buffered exactly as daphne would buffer it, and never blocks the loop).
+      and what a partial ``send`` leaves over goes there too (so a write never blocks the loop; the
+      hubs do not add to a backlog, see :meth:`Hub.fan_out`).
 
     A broken socket (the client went away) is skipped: Twisted sees the close on its read side and
     daphne disconnects the consumer, which unsubscribes.
+
+    It also measures what the connection has not sent yet (:meth:`unsent`, three attribute reads)
+    and closes it when that passes the bound (:meth:`drop_slow`), for the hubs and the consumers alike.
     """
 
-    __slots__ = ("protocol", "transport", "sock")
+    __slots__ = ("protocol", "transport", "sock", "dropped")
 
     def __init__(self, protocol: Any, transport: Any, sock: Any) -> None:
         self.protocol = protocol
         self.transport = transport
         self.sock = sock
+        self.dropped = False
 
     @classmethod
     def for_send(cls, send: Any) -> DirectSocket | None:
@@ -111,6 +136,66 @@ class DirectSocket:
             return None  # not the Twisted TCP transport this was written against
         return cls(protocol, transport, transport.getHandle())
 
+    def limit_kernel_queue(self) -> None:
+        """At most :data:`KERNEL_UNSENT_BYTES` unsent in the kernel (where the option exists: Linux, macOS)."""
+        option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        if option is not None:
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.IPPROTO_TCP, option, KERNEL_UNSENT_BYTES)
+
+    def is_open(self) -> bool:
+        protocol, transport = self.protocol, self.transport
+        return protocol.state == _WS_OPEN and transport.connected and not transport.disconnecting
+
+    def unsent(self) -> int:
+        """Bytes Twisted holds for this connection that the kernel has not taken: the client's backlog
+        beyond the kernel's buffers. (Twisted moves ``_tempDataBuffer`` into ``dataBuffer`` as it
+        writes, and ``offset`` is how far into ``dataBuffer`` the kernel has taken.)"""
+        transport = self.transport
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    def behind(self) -> bool:
+        """Anything queued ahead of a new frame (Twisted's buffer, or autobahn's own queue of chopped writes)."""
+        transport = self.transport
+        return bool(transport.dataBuffer or transport._tempDataLen or self.protocol.send_queue)
+
+    def drop_slow(self, unsent: int, limit: int) -> None:
+        """Close a connection whose backlog passed ``limit``, once: a close frame 4008 ``slow_consumer``
+        queued behind the backlog while the WebSocket is open (autobahn aborts the TCP connection if the
+        client has not answered it within :data:`SLOW_CLOSE_TIMEOUT`), otherwise an abort.
+        Nothing more is queued for it either way (autobahn sends nothing on a closing WebSocket), and
+        daphne disconnects the consumer as for any close, which frees its slot."""
+        if self.dropped:
+            return
+        self.dropped = True
+        protocol = self.protocol
+        peer = getattr(protocol, "client_addr", None)
+        log.warning(
+            "exchange stream %s from %s: %d bytes unsent (bound %d), closing as a slow consumer",
+            getattr(protocol, "path", b"?").decode("latin1", "replace"),
+            f"{peer[0]}:{peer[1]}" if peer else "?",
+            unsent,
+            limit,
+        )
+        if protocol.state == _WS_OPEN:
+            protocol.closeHandshakeTimeout = SLOW_CLOSE_TIMEOUT  # read by sendClose, for this connection only
+            protocol.sendClose(code=CLOSE_SLOW_CONSUMER, reason="slow_consumer")
+        else:
+            self.transport.abortConnection()
+
+    def over_bound(self, limit: int) -> bool:
+        """Whether the connection is (being) closed as a slow consumer: already dropped, or its
+        backlog passed ``limit`` now (then it is dropped). ``limit`` 0: no bound."""
+        if self.dropped:
+            return True
+        if not limit:
+            return False
+        unsent = self.unsent()
+        if unsent <= limit:
+            return False
+        self.drop_slow(unsent, limit)
+        return True
+
     def write(self, data: bytes) -> bool:
         """Write (or queue behind what is already queued) one frame; False if the connection is
         closing or closed."""
@@ -120,6 +205,10 @@ class DirectSocket:
         if transport.dataBuffer or transport._tempDataLen or protocol.send_queue:
             transport.write(data)
             return True
+        return self.write_idle(data)
+
+    def write_idle(self, data: bytes) -> bool:
+        """:meth:`write` for a connection the caller has just seen open with nothing queued."""
         try:
             sent = self.sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -127,24 +216,29 @@ class DirectSocket:
         except OSError:  # reset or broken pipe: the reactor will see the close and disconnect the consumer
             return False
         if sent < len(data):
-            transport.write(data[sent:])
+            self.transport.write(data[sent:])
         return True
 
 
 class _Member:
-    """One subscriber of a hub: ``live`` once it has been sent its first message."""
+    """One subscriber of a hub: ``live`` once it has been sent its first message; ``missed``, the keys
+    of the frames it was skipped for while it had a backlog (None: none)."""
 
-    __slots__ = ("sub", "sock", "live")
+    __slots__ = ("sub", "sock", "live", "missed")
 
     def __init__(self, sub: Subscriber) -> None:
         self.sub = sub
-        self.sock = DirectSocket.for_send(getattr(sub, "base_send", None))
+        # The consumer's own writer if it has one, so a slow-consumer close is logged once per connection.
+        self.sock = getattr(sub, "direct_socket", None) or DirectSocket.for_send(getattr(sub, "base_send", None))
         self.live = False
+        self.missed: set[str] | None = None
 
 
 class Hub:
     """Listens to ``group``; on events calls ``on_event(message)`` which marks work; flushes with
-    ``compute()`` -> list of JSON texts to fan out, at most once per ``interval``.
+    ``compute()`` -> list of (key, JSON text) to fan out, at most once per ``interval``. A text
+    supersedes every earlier one of its key (``bbo``: one key; ``markets``: the pair), which is
+    what lets a connection with a backlog skip frames and get only the latest per key later.
 
     ``_lock`` serialises reads of the hub's state with sending: a flush (compute and fan-out) and a
     new subscriber's first message never interleave, so a subscriber's first message is always the
@@ -158,6 +252,9 @@ class Hub:
         self.channel: str | None = None
         self._tasks: list[asyncio.Task] = []
         self._flush_task: asyncio.Task | None = None
+        self._catch_up_task: asyncio.Task | None = None
+        self._latest: dict[str, bytes] = {}  # the last frame fanned out per key
+        self._behind: set[_Member] = set()  # direct connections skipped for their backlog
         self._dirty = False
         self._last_sent = float("-inf")
         self._lock = asyncio.Lock()
@@ -175,7 +272,7 @@ class Hub:
 
     async def stop(self) -> None:
         self.stopped = True
-        for task in [*self._tasks, self._flush_task]:
+        for task in [*self._tasks, self._flush_task, self._catch_up_task]:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -243,19 +340,28 @@ class Hub:
             self._dirty = False
             async with self._lock:
                 try:
-                    texts = await self.compute()
+                    items = await self.compute()
                 except Exception:  # noqa: BLE001 - a failed read (database away) is retried on the next event
                     log.exception("stream hub %s: read failed", self.group)
                     continue
-                if texts:
+                if items:
                     self._last_sent = loop.time()
-                    await self.fan_out(texts)
+                    await self.fan_out(items)
 
-    async def fan_out(self, texts: list[str]) -> None:
-        """Hand every text to every live subscriber, in one pass: the frame bytes are built once and
-        written to each daphne socket directly; other connections get the texts through their ASGI
-        ``send`` (one message dict per text, shared by all of them)."""
-        data = [frames.ws_text_frame(text) for text in texts]
+    async def fan_out(self, items: list[tuple[str, str]]) -> None:
+        """Hand every (key, text) to every live subscriber, in one pass: the frame bytes are built once
+        and written to each daphne socket directly; other connections get the texts through their ASGI
+        ``send`` (one message dict per text, shared by all of them).
+
+        A daphne connection with anything unsent is skipped and remembers the keys it missed; one that
+        has drained since gets, ahead of this flush, the latest frame of each missed key this flush
+        does not carry. Per socket that is a handful of attribute reads, nothing per byte."""
+        data = [frames.ws_text_frame(text) for _, text in items]
+        first, rest = data[0], data[1:]
+        keys = {key for key, _ in items}
+        for (key, _), frame in zip(items, data, strict=True):
+            self._latest[key] = frame
+        limit = conf.max_buffer_bytes()
         others: list[_Member] = []
         n = 0
         for member in list(self.subscribers.values()):
@@ -265,14 +371,32 @@ class Hub:
             if sock is None:
                 others.append(member)
                 continue
-            for chunk in data:
-                if not sock.write(chunk):
-                    break
             n += 1
             if n % FAN_OUT_CHUNK == 0:
                 await asyncio.sleep(0)
+            if not sock.is_open():
+                continue
+            if sock.behind():
+                if not sock.over_bound(limit):
+                    if member.missed is None:
+                        member.missed = set(keys)
+                    else:
+                        member.missed |= keys
+                    self._behind.add(member)
+                continue
+            if member.missed is not None:
+                self._write_missed(member, sock, keys)
+                if not sock.write(first):
+                    continue
+            elif not sock.write_idle(first):
+                continue
+            for chunk in rest:
+                if not sock.write(chunk):
+                    break
+        if self._behind and (self._catch_up_task is None or self._catch_up_task.done()):
+            self._catch_up_task = asyncio.create_task(self._catch_up_loop())
         if others:
-            messages = [{"type": "websocket.send", "text": text} for text in texts]
+            messages = [{"type": "websocket.send", "text": text} for _, text in items]
             for member in others:
                 send = getattr(member.sub, "base_send", None)
                 try:
@@ -284,7 +408,34 @@ class Hub:
                 except Exception:  # noqa: BLE001 - one broken socket must not starve the others
                     log.debug("stream hub %s: send to a closing socket failed", self.group)
 
-    async def compute(self) -> list[str]:  # pragma: no cover - abstract
+    def _write_missed(self, member: _Member, sock: DirectSocket, skip: set[str]) -> None:
+        """The latest frame of each key ``member`` missed, but those in ``skip`` (about to go out anyway)."""
+        missed, member.missed = member.missed or (), None
+        self._behind.discard(member)
+        for key in missed:
+            frame = self._latest.get(key)
+            if key not in skip and frame is not None and not sock.write(frame):
+                return
+
+    async def _catch_up_loop(self) -> None:
+        """Every interval while some connection is behind: the drained ones get the latest of what they
+        missed (so a quiet stream does not leave them on a stale top), the ones past the bound are closed.
+        Under ``_lock``, like a flush, so nothing computed later goes out ahead of it."""
+        while self._behind and not self.stopped:
+            await asyncio.sleep(self.interval)
+            async with self._lock:
+                limit = conf.max_buffer_bytes()
+                for member in list(self._behind):
+                    sock = member.sock
+                    if self.subscribers.get(member.sub) is not member or sock is None or not sock.is_open():
+                        self._behind.discard(member)
+                    elif not sock.behind():
+                        self._write_missed(member, sock, set())
+                    elif sock.over_bound(limit):
+                        self._behind.discard(member)
+
+    async def compute(self) -> list[tuple[str, str]]:  # pragma: no cover - abstract
+        """(key, JSON text) of each message to send now; a text supersedes the earlier ones of its key."""
         raise NotImplementedError
 
     async def initial(self) -> list[str]:  # pragma: no cover - abstract
@@ -373,14 +524,14 @@ class BboHub(Hub):
         key = (frame["best_bid"], frame["best_bid_size"], frame["best_ask"], frame["best_ask_size"])
         return key, frames.to_json(frame)
 
-    async def compute(self) -> list[str]:
+    async def compute(self) -> list[tuple[str, str]]:
         if self.sequence is None or self._pending:
             await self._load()  # first use, or a delta is missing: read the book again
         key, text = self._frame()
         if key == self._last_key:
             return []
         self._last_key, self._last_text = key, text
-        return [text]
+        return [("bbo", text)]
 
     async def initial(self) -> list[str]:
         if self.sequence is None:
@@ -408,12 +559,12 @@ class MarketsHub(Hub):
         self._snapshot = None  # a pair traded: the next client gets a fresh snapshot
         self._dirty = True
 
-    async def compute(self) -> list[str]:
+    async def compute(self) -> list[tuple[str, str]]:
         symbols, self._pending = sorted(self._pending), set()
         if not symbols:
             return []
         rows = await self._read(self.mode, symbols)
-        return [frames.to_json(frames.market(row, mode=self.mode)) for row in rows]
+        return [(str(row["symbol"]), frames.to_json(frames.market(row, mode=self.mode))) for row in rows]
 
     async def initial(self) -> list[str]:
         """The snapshot of every pair, read at most once per interval however many clients connect

@@ -1,5 +1,6 @@
 """The ``bbo`` fan-out on a real daphne server: the hub writes ready-made frames straight to each
-connection's socket there (the communicator tests in ``test_streams`` take the ASGI path instead).
+connection's socket there (the communicator tests in ``test_streams`` take the ASGI path instead);
+and the bound on what a client that stops reading leaves unsent (``EXCHANGE_WS_MAX_BUFFER_BYTES``).
 
 daphne runs as a subprocess on the test database with the Redis channel layer and cache; book deltas
 are published to the book's group from this process as the matching service would publish them.
@@ -16,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from django.db import connection
 from websockets.asyncio.client import connect as ws_connect
 
 from exchanges.streams import reads
-from exchanges.streams.publish import book_group
+from exchanges.streams.publish import book_group, markets_group
 
 from .conftest import make_market
 
@@ -48,14 +50,19 @@ class Daphne:
             self.port = s.getsockname()[1]
         db = connection.settings_dict
         url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        self.stderr = tempfile.TemporaryFile()  # the server's log (warnings and up under the test settings)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "mmsite.asgi:application"],
             cwd=ROOT,
             env={**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "mmsite.settings.test", **env},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self.stderr,
         )
         self.url = f"ws://127.0.0.1:{self.port}/ws/exchange/vaix/bbo"
+
+    def log(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
 
     async def ready(self) -> None:
         async with httpx.AsyncClient() as client:
@@ -74,6 +81,7 @@ class Daphne:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.stderr.close()
 
 
 @pytest.fixture
@@ -108,7 +116,7 @@ def stamp(msg: dict) -> float:
     return dt.datetime.fromisoformat(msg["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
-async def raw_subscriber(port: int, *, rcvbuf: int | None = None) -> socket.socket:
+async def raw_subscriber(port: int, *, rcvbuf: int | None = None, path: str = "/ws/exchange/vaix/bbo") -> socket.socket:
     """A handshaken WebSocket connection that reads nothing by itself."""
     sock = socket.socket()
     if rcvbuf:
@@ -120,7 +128,7 @@ async def raw_subscriber(port: int, *, rcvbuf: int | None = None) -> socket.sock
     await loop.sock_sendall(
         sock,
         (
-            "GET /ws/exchange/vaix/bbo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode(),
     )
@@ -158,11 +166,14 @@ async def test_first_message_then_a_change_at_once_then_changes_folded_one_inter
         await c.close()
 
 
-async def test_slow_and_dead_subscribers_do_not_hold_back_the_others(book, daphne_factory):
+async def test_a_subscriber_that_stops_reading_skips_to_the_latest_top_and_dead_ones_hold_back_no_one(
+    book, daphne_factory
+):
     """One subscriber stops reading, another vanishes without a close; the rest get the changes as
-    they come, conflated to the latest top. The one that stopped reading is buffered, not skipped:
-    when it reads again its stream is whole and ends on the latest top."""
-    server = await daphne_factory(EXCHANGE_BBO_INTERVAL_MS="1")
+    they come, conflated to the latest top. The one that stopped reading is not queued what the
+    kernel will not take: its backlog stays under even a small bound (it is not closed), and when it
+    reads again it gets far fewer messages than the readers did, in order, ending on the latest top."""
+    server = await daphne_factory(EXCHANGE_BBO_INTERVAL_MS="1", EXCHANGE_WS_MAX_BUFFER_BYTES="16384")
     slow = await raw_subscriber(server.port, rcvbuf=4096)
     dead = await raw_subscriber(server.port)
     dead.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -195,6 +206,8 @@ async def test_slow_and_dead_subscribers_do_not_hold_back_the_others(book, daphn
     assert slow_msgs[0]["type"] == "bbo" and slow_msgs[-1]["best_bid"] == prices[-1]
     stamps = [stamp(m) for m in slow_msgs]
     assert stamps == sorted(stamps)
+    assert len(slow_msgs) < min(len(got) for got in received) / 2, (len(slow_msgs), [len(g) for g in received])
+    assert "slow consumer" not in server.log()
 
 
 async def read_frames(sock: socket.socket, *, until_bid: str, timeout: float = 10) -> list[dict]:
@@ -249,3 +262,179 @@ async def test_subscribers_joining_during_a_burst_get_their_first_message_first(
         stamps = [stamp(m) for m in got]
         assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), stamps
         assert all(b - a >= 0.02 for a, b in zip(stamps[1:], stamps[2:], strict=False)), stamps
+
+
+# --- slow readers on the ordinary consumers (book, trades, private) ------------------------------------------
+
+
+async def publish_book_updates(first_sequence: int, count: int, *, levels: int = 50, pause: float = 0.0) -> None:
+    """``count`` consecutive book deltas of ``levels`` bid levels each (about 1 KB of JSON apiece)."""
+    layer = get_channel_layer()
+    for n in range(count):
+        seq = first_sequence + n
+        bids = [[f"0.{n:05d}{i:02d}", "10"] for i in range(levels)]
+        frame = {"type": "update", "symbol": "vaix", "mode": "live", "sequence": seq, "prev_sequence": seq - 1}
+        frame |= {"bids": bids, "asks": []}
+        delta = {"sequence": seq, "frame": json.dumps(frame)}
+        await layer.group_send(book_group("vaix", "live"), {"type": "xbook.deltas", "deltas": [delta]})
+        if pause:
+            await asyncio.sleep(pause)
+
+
+def split_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """The complete (opcode, payload) server frames (unmasked, unfragmented) at the head of ``buf``,
+    and what is left of it."""
+    out = []
+    while len(buf) >= 2:
+        n, off = buf[1] & 0x7F, 2
+        if n == 126:
+            n, off = int.from_bytes(buf[2:4], "big"), 4
+        elif n == 127:
+            n, off = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < off + n:
+            break
+        out.append((buf[0] & 0x0F, buf[off : off + n]))
+        buf = buf[off + n :]
+    return out, buf
+
+
+async def read_until_closed(sock: socket.socket, *, timeout: float = 10) -> tuple[list[dict], tuple[int, str] | None]:
+    """Every text message on a raw socket until the server closes: the messages and the close frame's
+    (code, reason), or None if the connection ended without one. Fails if it stays open."""
+    loop = asyncio.get_running_loop()
+    buf, out = b"", []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), max(0.01, deadline - time.monotonic()))
+        except ConnectionResetError:
+            return out, None
+        if not chunk:
+            return out, None
+        frames, buf = split_frames(buf + chunk)
+        for opcode, payload in frames:
+            if opcode == 0x8:
+                return out, (int.from_bytes(payload[:2], "big"), payload[2:].decode())
+            if opcode == 0x1:
+                out.append(json.loads(payload))
+
+
+async def test_a_book_reader_that_stops_reading_is_closed_4008_and_frees_its_slot(book, daphne_factory):
+    """A client that stops reading (a 4 KB receive buffer) while book updates of 1 KB go out: once
+    more than the bound (64 KB) sits unsent for it in the server, it is closed with 4008
+    ``slow_consumer``, readable behind the backlog; a reader of the same book gets every update in
+    order; the server logs it once; and its slot is free again (two per IP here, the other held by
+    the reader), so the same IP connects again."""
+    server = await daphne_factory(EXCHANGE_WS_MAX_BUFFER_BYTES="65536", EXCHANGE_WS_MAX_CONNECTIONS_PER_IP="2")
+    path = "/ws/exchange/vaix/book"
+    url = f"ws://127.0.0.1:{server.port}{path}"
+    slow = await raw_subscriber(server.port, rcvbuf=4096, path=path)
+    reader = await ws_connect(url, ping_interval=None, max_queue=None)
+    assert json.loads(await asyncio.wait_for(reader.recv(), 5))["type"] == "snapshot"
+    async with ws_connect(url, ping_interval=None) as third:  # the two slots are taken
+        assert json.loads(await asyncio.wait_for(third.recv(), 5))["error"]["code"] == "too_many_connections"
+
+    got: list[dict] = []
+
+    async def read_all() -> None:
+        async for raw in reader:
+            got.append(json.loads(raw))
+
+    reading = asyncio.create_task(read_all())
+    last = book
+    while last - book < 1000 and "closing as a slow consumer" not in server.log():
+        await publish_book_updates(last + 1, 50, pause=0.001)
+        last += 50
+    await publish_book_updates(last + 1, 50, pause=0.001)  # after the close too
+    last += 50
+    for _ in range(100):
+        if got and got[-1]["sequence"] == last:
+            break
+        await asyncio.sleep(0.1)
+    reading.cancel()
+    assert [m["sequence"] for m in got] == list(range(book + 1, last + 1))  # no gap, no snapshot
+
+    messages, close = await read_until_closed(slow)  # well within the 5 s the server waits
+    slow.close()
+    assert close == (4008, "slow_consumer")
+    assert 0 < len(messages) < last - book - 50 and messages[0]["type"] == "snapshot"
+    assert server.log().count("closing as a slow consumer") == 1
+
+    deadline = time.monotonic() + 5
+    while True:  # the server sees the close and the consumer releases its slot
+        async with ws_connect(url, ping_interval=None) as again:
+            first = json.loads(await asyncio.wait_for(again.recv(), 5))
+        if first["type"] == "snapshot" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert first["type"] == "snapshot", first
+    await reader.close()
+
+
+def masked_text_frame(text: str) -> bytes:
+    """A client's WebSocket text frame (clients must mask theirs); payloads under 126 bytes."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def test_a_bbo_client_that_pings_without_reading_is_closed_4008(book, daphne_factory):
+    """The hubs skip a backlogged connection, but what daphne writes itself still counts: a ``bbo``
+    client that sends pings and reads none of the pongs is closed 4008 once they pass the bound."""
+    server = await daphne_factory(EXCHANGE_WS_MAX_BUFFER_BYTES="16384")
+    sock = await raw_subscriber(server.port, rcvbuf=4096)
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, masked_text_frame('{"type": "ping"}') * 6000)  # ~350 KB of pongs
+    for _ in range(100):  # read nothing until the server has given up on it
+        if "closing as a slow consumer" in server.log():
+            break
+        await asyncio.sleep(0.1)
+    messages, close = await read_until_closed(sock)
+    sock.close()
+    assert close == (4008, "slow_consumer")
+    assert messages[0]["type"] == "bbo" and {m["type"] for m in messages[1:]} == {"pong"}
+    assert len(messages) < 6000
+    assert server.log().count("closing as a slow consumer") == 1
+
+
+@pytest.fixture
+def second_market(book):
+    make_market("abcd")
+
+
+async def test_a_markets_reader_with_a_backlog_gets_the_latest_of_every_pair_it_missed(second_market, daphne_factory):
+    """``markets`` supersedes per pair: a connection with a backlog (here: pongs it has not read) is
+    skipped, and once it drains it gets the latest message of each pair it missed, once: a pair that
+    traded while it was behind (``abcd``) is not lost behind the busier one (``vaix``)."""
+    server = await daphne_factory()
+    path = "/ws/exchange/markets"
+    slow = await raw_subscriber(server.port, rcvbuf=4096, path=path)
+    reader = await ws_connect(f"ws://127.0.0.1:{server.port}{path}", ping_interval=None, max_queue=None)
+    assert json.loads(await asyncio.wait_for(reader.recv(), 5))["type"] == "snapshot"
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(slow, masked_text_frame('{"type": "ping"}') * 3000)  # ~180 KB of pongs, unread
+    await asyncio.sleep(1)
+
+    layer = get_channel_layer()
+    for symbol in ("vaix", "abcd", "vaix"):  # one flush each (one per second): vaix, abcd, vaix
+        await layer.group_send(markets_group("live"), {"type": "xmarkets.dirty", "symbols": [symbol]})
+        await asyncio.sleep(1.1)
+    received = [json.loads(await asyncio.wait_for(reader.recv(), 5)) for _ in range(3)]
+    await reader.close()
+    assert [m["symbol"] for m in received] == ["vaix", "abcd", "vaix"]
+    latest = {m["symbol"]: m for m in received}
+
+    buf, markets = b"", []
+    while len(markets) < 2:
+        chunk = await asyncio.wait_for(loop.sock_recv(slow, 65536), 5)
+        assert chunk, "the server closed the connection"
+        frames, buf = split_frames(buf + chunk)
+        for opcode, payload in frames:
+            assert opcode == 0x1
+            message = json.loads(payload)
+            if message["type"] == "market":
+                markets.append(message)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(loop.sock_recv(slow, 65536), 1.5)  # and nothing after them
+    slow.close()
+    assert sorted(markets, key=lambda m: m["symbol"]) == [latest["abcd"], latest["vaix"]]
