@@ -56,6 +56,18 @@ def _allowed_origins() -> list[str]:
     return ["*"] if settings.DEBUG and not hosts else hosts
 
 
+def _ready() -> None:
+    """Load what the first request would (the URL configuration, the views) and then tune the
+    collector (``GC_THRESHOLDS``; production only), so the loaded code is frozen with the rest."""
+    from django.urls import get_resolver
+
+    from mmsite.gc_tuning import tune_gc
+
+    if getattr(settings, "GC_THRESHOLDS", ()):
+        get_resolver().url_patterns  # noqa: B018 - imports every app's URLs and views
+        tune_gc()
+
+
 application = ProtocolTypeRouter(
     {
         # The exchange's place and cancel endpoints are answered by the order gateway (batched per book,
@@ -64,3 +76,5 @@ application = ProtocolTypeRouter(
         "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), _allowed_origins()),
     }
 )
+
+_ready()

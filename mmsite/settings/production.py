@@ -29,3 +29,7 @@ _pool_size = env.int("DB_POOL", default=10)
 if IS_POSTGRES and _pool_size > 0 and "pool" not in DATABASES["default"]["OPTIONS"]:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _pool_size, "timeout": 10}
+
+# The server processes' garbage collector (mmsite/gc_tuning.py): the startup heap frozen, fewer and
+# cheaper collections. GC_THRESHOLDS= (empty) keeps Python's defaults.
+GC_THRESHOLDS = tuple(int(x) for x in env.list("GC_THRESHOLDS", default=["50000", "20", "100"]) if x)

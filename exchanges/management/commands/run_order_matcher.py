@@ -38,4 +38,7 @@ class Command(BaseCommand):
                 loop.add_signal_handler(sig, stop.set)
             await serve_forever(path, stop)
 
+        from mmsite.gc_tuning import tune_gc
+
+        tune_gc()
         asyncio.run(main())
