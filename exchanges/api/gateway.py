@@ -500,6 +500,7 @@ def reserve_pool_connections(pool, held: int) -> None:
     No pool (``CONN_MAX_AGE`` connections per thread): nothing to do."""
     if pool is None or held <= 0:
         return
+    pool.open()  # Django creates it closed and opens it on first use; resizing needs it open (a no-op if so)
     pool.resize(pool.min_size, pool.max_size + held)
     log.info("order gateway: connection pool grown to %d (%d held by its threads)", pool.max_size, held)
 

@@ -61,7 +61,9 @@ def test_the_gateway_grows_the_pool_by_the_connections_its_threads_keep():
     from psycopg_pool import ConnectionPool
 
     params = connection.get_connection_params()
-    with ConnectionPool(kwargs=params, min_size=1, max_size=2, timeout=2, open=True) as pool:
+    # created closed, as Django creates it (a process whose first database use is the gateway's: the matcher)
+    pool = ConnectionPool(kwargs=params, min_size=1, max_size=2, timeout=2, open=False)
+    try:
         reserve_pool_connections(pool, 3)
         assert pool.max_size == 5
         held = [pool.getconn() for _ in range(3)]  # the gateway's threads
@@ -81,4 +83,6 @@ def test_the_gateway_grows_the_pool_by_the_connections_its_threads_keep():
         assert errors == [] and len(got) == 2
         for conn in held + got:
             pool.putconn(conn)
+    finally:
+        pool.close()
     reserve_pool_connections(None, 3)  # no pool configured: nothing to grow
