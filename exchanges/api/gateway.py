@@ -196,19 +196,23 @@ class OrderGatewayApp:
         order becomes a command of its book's transaction beside the other requests' (a batch of 10 is
         one lock, one write and one commit with them), answered in ``BatchOrdersView``'s shape. Only a
         well-formed batch is taken here (Django answers every malformed one, with its own refusal); with
-        a matcher process (``EXCHANGE_MATCHER_SOCKET``) batches go to Django, one transaction each."""
+        a matcher process (``EXCHANGE_MATCHER_SOCKET``) it is handed to the matcher as single orders are."""
         headers = _headers(scope)
         trader = _trader(headers, scope)
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         body, messages = await _read_body(receive)
-        if (
-            trader is None
-            or ctype != b"application/json"
-            or body is None
-            or scope.get("query_string")
-            or settings.EXCHANGE_MATCHER_SOCKET
-        ):
+        if trader is None or ctype != b"application/json" or body is None or scope.get("query_string"):
             return await self.app(scope, _replay(messages, receive), send)
+        path = settings.EXCHANGE_MATCHER_SOCKET
+        if path:  # the matcher parses the body (and sends back any batch the view must refuse)
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                return await self.app(scope, _replay(messages, receive), send)
+            if await _via_matcher(
+                path, {"k": kind, "t": trader.pk, "s": symbol, "b": text}, scope, send, messages, receive, self.app
+            ):
+                return
         try:
             data = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError, RecursionError):

@@ -9,7 +9,8 @@ every request of every web process on a book lands in the same batches (no lock 
 processes, no stale book copies to rebuild).
 
 Wire: frames of a 4-byte big-endian length and a JSON object. Request ``{"i": id, "k": "place" |
-"cancel", "t": trader id, "s": symbol, "b": body text, "o": order id, "m": mode}``; answer ``{"i": id,
+"cancel" | "batch_place" | "batch_cancel", "t": trader id, "s": symbol, "b": body text, "o": order id,
+"m": mode}``; answer ``{"i": id,
 "st": status, "b": body text, "h": [[name, value], ...]}``, or ``{"i": id, "fall": true}`` for a request
 the web process must give to Django (a body that is not a JSON object as the views parse it, a trader the
 matcher does not know).
@@ -38,6 +39,8 @@ from exchanges.errors import Codes, ExchangeError
 log = logging.getLogger(__name__)
 
 FRAME = struct.Struct("!I")
+#: the requests the matcher serves (anything else goes back to the web process's Django)
+KINDS = ("place", "cancel", "batch_place", "batch_cancel")
 MAX_FRAME = 1 << 20
 
 
@@ -179,15 +182,20 @@ async def _trader(pk: Any):
     return cached_trader_by_id(pk) or await asyncio.to_thread(_trader_db, pk)
 
 
-def _parse_order_body(text: Any) -> dict | None:
+def _parse_json(text: Any) -> Any:
+    """The body as the views parse it (decimals exact, no NaN), or None."""
     from .parsers import _refuse_constant
 
     if not isinstance(text, str):
         return None
     try:
-        data = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
     except (ValueError, RecursionError):
         return None
+
+
+def _parse_order_body(text: Any) -> dict | None:
+    data = _parse_json(text)
     return data if isinstance(data, dict) else None
 
 
@@ -233,16 +241,18 @@ class MatcherServer:
             writer.close()
 
     async def _serve(self, message: dict, writer: asyncio.StreamWriter) -> None:
-        from .gateway import Item, _future, gateway
+        from .gateway import Item, _batch_item, _future, gateway
 
         i = message.get("i")
         try:
             trader = await _trader(message.get("t"))
             kind, symbol = message.get("k"), message.get("s")
-            if trader is None or kind not in ("place", "cancel") or not isinstance(symbol, str):
+            if trader is None or kind not in KINDS or not isinstance(symbol, str):
                 answer = {"i": i, "fall": True}
             else:
-                if kind == "place":
+                if kind in ("batch_place", "batch_cancel"):
+                    item = _batch_item(kind, trader, symbol, _parse_json(message.get("b")))
+                elif kind == "place":
                     body = _parse_order_body(message.get("b"))
                     item = None
                     if body is not None:

@@ -513,7 +513,7 @@ def test_through_the_matcher_process_the_answers_are_the_same(settings, tmp_path
             settings.EXCHANGE_MATCHER_SOCKET = str(tmp_path / "matcher.sock")
             with _MatcherThread(settings.EXCHANGE_MATCHER_SOCKET) as server:
                 results[name] = asyncio.run(scenario(c, other, "vaix"))
-            assert server.served >= 20
+            assert server.served >= 28  # the batches too
             settings.EXCHANGE_MATCHER_SOCKET = ""
         else:
             results[name] = asyncio.run(scenario(c, other, "vaix"))
