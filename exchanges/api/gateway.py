@@ -417,13 +417,16 @@ class Gateway:
 
     @staticmethod
     def _take(q: queue.SimpleQueue) -> list[Item] | None:
-        """Every item waiting on ``q`` (blocking for the first); None after serving a ``_Close``."""
+        """Every item waiting on ``q`` (blocking for the first), up to about ``MAX_BATCH`` orders (a batch
+        request counts its orders: one transaction, and a failed one's one-by-one rerun, stay bounded);
+        None after serving a ``_Close``."""
         first = q.get()
         if isinstance(first, _Close):
             first()
             return None
         items = [first]
-        while len(items) < MAX_BATCH:
+        size = _orders_in(first)
+        while size < MAX_BATCH:
             try:
                 nxt = q.get_nowait()
             except queue.Empty:
@@ -432,6 +435,7 @@ class Gateway:
                 q.put(nxt)  # for a thread that is not busy (this one has a batch to answer)
                 break
             items.append(nxt)
+            size += _orders_in(nxt)
         return items
 
     def _prepare_run(self) -> None:
@@ -495,6 +499,10 @@ class Gateway:
                 except Exception:  # noqa: BLE001 - a stream failure never undoes a committed order
                     log.exception("order gateway: publishing after commit failed")
             _tidy_connection()
+
+
+def _orders_in(it: Item) -> int:
+    return len(it.subs) if it.subs is not None else 1
 
 
 def reserve_pool_connections(pool, held: int) -> None:

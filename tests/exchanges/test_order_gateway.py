@@ -403,6 +403,21 @@ def test_concurrent_batch_requests_share_book_transactions_and_each_order_is_che
     call_command("ledger_check")
 
 
+def test_a_gateway_batch_is_bounded_by_orders_not_requests():
+    """Batch requests count their orders against MAX_BATCH: 30 waiting requests of 10 orders are taken as
+    26 (260 orders) and then 4, not all 300 in one transaction."""
+    import queue
+
+    q = queue.SimpleQueue()
+    for _ in range(30):
+        it = gw.Item(kind="batch_place", trader=None, symbol="vaix", loop=None, future=None)
+        it.subs = [gw.Item(kind="place", trader=None, symbol="vaix", loop=None, future=None) for _ in range(10)]
+        q.put(it)
+    first = gw.Gateway._take(q)
+    assert gw.MAX_BATCH == 256 and (len(first), q.qsize()) == (26, 4)
+    assert len(gw.Gateway._take(q)) == 4
+
+
 def test_a_batch_that_fails_as_a_whole_gives_each_command_its_own_answer():
     """Two orders whose holds together exceed the balance, with no balance read under the lock: the
     batch's hold statement fails, the transaction rolls back, and the two run one by one: the first is
