@@ -54,7 +54,7 @@ from mmsite.api.renderers import _default as json_default
 from .authentication import cached_trader
 from .base import api_error
 from .parsers import _refuse_constant
-from .render import order_json
+from .render import batch_json, order_json
 from .throttling import throttle_many
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,10 @@ class Item:
     spec: Any = None
     market: Any = None
     book_mode: str = ""
-    #: a batch request ("batch_place" / "batch_cancel"): its orders, each an Item of its own ("place" /
-    #: "cancel") with ``parent`` and ``index`` set, run in the books' transactions with the others
+    #: a batch request ("batch_place" / "batch_cancel"): its orders in request order, each an Item of its
+    #: own ("place" / "cancel") with ``parent`` set, run in the books' transactions with the others
     subs: list[Item] | None = None
     parent: Item | None = None
-    index: int = 0
     #: a batch's order: what it came to (the order row, or the ExchangeError refusing it)
     result: Any = None
 
@@ -228,10 +227,12 @@ def _batch_item(kind: str, trader, symbol: str, data: Any) -> Item | None:
     request as a whole (not a JSON object or array, no orders or ids, too many, a bad mode)."""
     from .views_trading import BATCH_MAX
 
+    mode = data.get("mode") if isinstance(data, dict) else None
+    if mode not in (None, "live", "paper"):
+        return None
     if kind == "batch_place":
         orders = data if isinstance(data, list) else (data.get("orders") if isinstance(data, dict) else None)
-        mode = data.get("mode") if isinstance(data, dict) else None
-        if not isinstance(orders, list) or not 0 < len(orders) <= BATCH_MAX or mode not in (None, "live", "paper"):
+        if not isinstance(orders, list) or not 0 < len(orders) <= BATCH_MAX:
             return None
         item = Item(kind=kind, trader=trader, symbol=symbol, mode=mode, **_future())
         item.subs = [
@@ -239,13 +240,7 @@ def _batch_item(kind: str, trader, symbol: str, data: Any) -> Item | None:
         ]
     else:
         ids = data.get("order_ids") if isinstance(data, dict) else None
-        mode = data.get("mode") if isinstance(data, dict) else None
-        if (
-            not isinstance(ids, list)
-            or not 0 < len(ids) <= BATCH_MAX
-            or not all(isinstance(i, str) for i in ids)
-            or mode not in (None, "live", "paper")
-        ):
+        if not isinstance(ids, list) or not 0 < len(ids) <= BATCH_MAX or not all(isinstance(i, str) for i in ids):
             return None
         item = Item(kind=kind, trader=trader, symbol=symbol, mode=mode, **_future())
         item.subs = [
@@ -254,8 +249,8 @@ def _batch_item(kind: str, trader, symbol: str, data: Any) -> Item | None:
             )
             for oid in ids
         ]
-    for i, sub in enumerate(item.subs):
-        sub.parent, sub.index = item, i
+    for sub in item.subs:
+        sub.parent = item
     return item
 
 
@@ -521,9 +516,11 @@ def _busy(items: list[Item]) -> None:
     """Every item still without an answer gets ``503 busy`` (a failure that is nobody's refusal)."""
     for it in items:
         if it.answer is None:
-            it.answer = _error_answer(
-                ExchangeError(Codes.BUSY, "the order could not be processed, try again", status=503)
-            )
+            it.answer = _busy_answer()
+
+
+def _busy_answer() -> tuple[int, bytes, list]:
+    return _error_answer(ExchangeError(Codes.BUSY, "the order could not be processed, try again", status=503))
 
 
 def _tidy_connection() -> None:
@@ -716,21 +713,11 @@ def execute(items: list[Item], deferred: list) -> None:
 
 
 def _batch_answer(it: Item) -> tuple[int, bytes, list]:
-    """``BatchOrdersView``'s answer: each order's outcome in order, and the counts."""
+    """``BatchOrdersView``'s answer (``render.batch_json``)."""
     if any(sub.answer is None for sub in it.subs):  # never expected: as a lone request left unanswered
-        return _error_answer(ExchangeError(Codes.BUSY, "the order could not be processed, try again", status=503))
-    results = []
-    for sub in it.subs:
-        entry: dict[str, Any] = {"index": sub.index, "success": not isinstance(sub.result, ExchangeError)}
-        if it.kind == "batch_cancel":
-            entry["order_id"] = sub.order_id
-        if isinstance(sub.result, ExchangeError):
-            entry["error"] = {"code": sub.result.code, "message": sub.result.message}
-        else:
-            entry["order"] = order_json(sub.result)
-        results.append(entry)
-    ok = sum(1 for r in results if r["success"])
-    return 200, _json({"total": len(results), "successful": ok, "failed": len(results) - ok, "results": results}), []
+        return _busy_answer()
+    ids = [sub.order_id for sub in it.subs] if it.kind == "batch_cancel" else None
+    return 200, _json(batch_json([sub.result for sub in it.subs], ids)), []
 
 
 def _run_book(group: list[Item], deferred: list) -> None:

@@ -55,6 +55,26 @@ def order_json(order: ExchangeOrder) -> dict[str, Any]:
     }
 
 
+def batch_json(outcomes: list[Any], order_ids: list[str] | None = None) -> dict[str, Any]:
+    """A batch place or cancel answer: each order's outcome (its row, or the ``ExchangeError`` refusing it)
+    in request order, with ``order_id`` for a cancel batch (``order_ids``), and the counts."""
+    from exchanges.errors import ExchangeError
+
+    results = []
+    for i, outcome in enumerate(outcomes):
+        failed = isinstance(outcome, ExchangeError)
+        entry: dict[str, Any] = {"index": i, "success": not failed}
+        if order_ids is not None:
+            entry["order_id"] = order_ids[i]
+        if failed:
+            entry["error"] = {"code": outcome.code, "message": outcome.message}
+        else:
+            entry["order"] = order_json(outcome)
+        results.append(entry)
+    ok = sum(1 for r in results if r["success"])
+    return {"total": len(results), "successful": ok, "failed": len(results) - ok, "results": results}
+
+
 def fill_json(trade: ExchangeTrade, trader: Any) -> dict[str, Any]:
     """One side of ``trade`` as ``trader`` (a Trader or its id) sees it: its order, side, role and fee."""
     trader_id = trader if isinstance(trader, int) else trader.pk

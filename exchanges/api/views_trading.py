@@ -17,7 +17,7 @@ from exchanges.services.withdrawals import withdrawal_request
 
 from . import schemas as s
 from .base import MAX_OFFSET, TraderView
-from .render import dec, fill_json, order_json, ts
+from .render import batch_json, dec, fill_json, order_json, ts
 from .throttling import AuthenticatedRateThrottle, orders_throttle, request_window_count
 
 ERRORS = {
@@ -242,15 +242,7 @@ class BatchOrdersView(TraderView):
             except ExchangeError as exc:
                 outcome.append(exc)
         placed = svc.orders_place_batch(specs=specs)
-        results = []
-        for i, o in enumerate(outcome):
-            o = placed[o] if isinstance(o, int) else o
-            if isinstance(o, ExchangeError):
-                results.append({"index": i, "success": False, "error": {"code": o.code, "message": o.message}})
-            else:
-                results.append({"index": i, "success": True, "order": order_json(o)})
-        ok = sum(1 for r in results if r["success"])
-        return Response({"total": len(results), "successful": ok, "failed": len(results) - ok, "results": results})
+        return Response(batch_json([placed[o] if isinstance(o, int) else o for o in outcome]))
 
     @extend_schema(
         tags=TAGS,
@@ -270,17 +262,8 @@ class BatchOrdersView(TraderView):
         mode = body.get("mode")
         if mode is not None:
             mode = svc.mode_check(mode)
-        results = []
         done = svc.orders_cancel_batch(trader=self.trader, order_ids=ids, market=market, mode=mode)
-        for i, (oid, o) in enumerate(zip(ids, done, strict=True)):
-            if isinstance(o, ExchangeError):
-                results.append(
-                    {"index": i, "success": False, "order_id": oid, "error": {"code": o.code, "message": o.message}}
-                )
-            else:
-                results.append({"index": i, "success": True, "order_id": oid, "order": order_json(o)})
-        ok = sum(1 for r in results if r["success"])
-        return Response({"total": len(results), "successful": ok, "failed": len(results) - ok, "results": results})
+        return Response(batch_json(done, ids))
 
 
 class MyTradesView(TraderView):
